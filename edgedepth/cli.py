@@ -1,0 +1,58 @@
+"""The umbrella ``edgedepth`` command: version, environment report, and the stage commands."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import platform
+import sys
+from typing import Dict, List, Optional
+
+from edgedepth import __version__
+
+#: Stage commands: name -> "module:function". Each is also a console script of its own.
+STAGES: Dict[str, str] = {
+    "train": "edgedepth.training.cli:train_main",
+    "eval": "edgedepth.training.cli:eval_main",
+}
+
+_OPTIONAL_PACKAGES = ("torch", "onnx", "onnxruntime", "cv2", "tensorrt", "pycuda", "modelopt")
+
+
+def environment_report() -> Dict[str, Optional[str]]:
+    """Versions of the packages edgedepth can use (None when not installed)."""
+    report: Dict[str, Optional[str]] = {"edgedepth": __version__, "python": platform.python_version()}
+    for name in _OPTIONAL_PACKAGES:
+        if importlib.util.find_spec(name) is None:
+            report[name] = None
+            continue
+        try:
+            report[name] = str(getattr(importlib.import_module(name), "__version__", "unknown"))
+        except Exception as exc:  # a broken install should be reported, not crash the report
+            report[name] = f"broken ({type(exc).__name__}: {exc})"
+    return report
+
+
+def _run_stage(name: str, argv: List[str]) -> int:
+    module_name, func_name = STAGES[name].split(":")
+    return int(getattr(importlib.import_module(module_name), func_name)(argv) or 0)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="edgedepth", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
+    parser.add_argument("command", nargs="?", choices=sorted(STAGES) + ["env"], help="stage to run")
+    if argv and argv[0] in STAGES:
+        return _run_stage(argv[0], argv[1:])
+    args = parser.parse_args(argv)
+    if args.command == "env":
+        print(json.dumps(environment_report(), indent=2))
+        return 0
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

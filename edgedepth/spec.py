@@ -1,0 +1,164 @@
+"""ModelSpec: the one description of a model that every stage reads.
+
+Training writes it into the checkpoint, export into the ONNX ``metadata_props`` and the engine
+sidecar JSON; calibration, the runtime and parity read it back from there. No stage re-types
+the input size, normalisation or depth range.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from edgedepth.errors import SpecError
+
+#: Key under which the spec is stored in ONNX ``metadata_props`` (value: JSON of ``to_dict``).
+ONNX_METADATA_KEY = "edgedepth.model_spec"
+#: Every network edgedepth builds downsamples by 32 (ResNet stem + 4 stages).
+SIZE_MULTIPLE = 32
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def nearest_valid_sizes(value: int, multiple: int = SIZE_MULTIPLE) -> Tuple[int, int]:
+    """The multiples of ``multiple`` just below and just above ``value`` (below is >= multiple)."""
+    below = max(multiple, (value // multiple) * multiple)
+    above = max(multiple, int(math.ceil(value / multiple)) * multiple)
+    return below, above
+
+
+def check_input_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> None:
+    """Raise SpecError unless height and width are positive multiples of ``multiple``."""
+    for name, value in (("height", height), ("width", width)):
+        if not isinstance(value, int) or value <= 0 or value % multiple:
+            below, above = nearest_valid_sizes(int(value) if isinstance(value, (int, float)) else 0, multiple)
+            raise SpecError(
+                f"input {name} {value!r} is not a multiple of {multiple}: the encoder downsamples by "
+                f"{multiple}; use {below} or {above}"
+            )
+
+
+@dataclass
+class ModelSpec:
+    """Everything a stage needs to feed a depth model and read its output.
+
+    Input is ``layout`` (NCHW) float32, ``(pixel/255 - mean) / std`` in ``color_order``; output
+    ``output_name`` is ``N x 1 x H x W`` depth in ``output_unit`` (metres) in
+    ``(0, max_depth)``; values below ``min_depth`` are outside the trained range.
+    """
+
+    height: int
+    width: int
+    min_depth: float = 0.1
+    max_depth: float = 10.0
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+    color_order: str = "RGB"
+    input_name: str = "input"
+    output_name: str = "depth"
+    layout: str = "NCHW"
+    output_unit: str = "m"
+    architecture: str = "resnet18"
+    arch_options: Dict[str, Any] = field(default_factory=dict)
+    #: True when the artifact accepts any batch and any multiple-of-32 height/width;
+    #: height/width are then the nominal (optimisation) size.
+    dynamic: bool = False
+    config_hash: str = ""
+    edgedepth_version: str = ""
+    #: Where the artifact came from (checkpoint sha256, source ONNX sha256, ...), filled by export.
+    provenance: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.edgedepth_version:
+            from edgedepth import __version__
+
+            self.edgedepth_version = __version__
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise SpecError naming the first inconsistent field."""
+        check_input_size(self.height, self.width)
+        if not 0 < self.min_depth < self.max_depth:
+            raise SpecError(
+                f"depth range min_depth={self.min_depth}, max_depth={self.max_depth} is invalid: "
+                "expected 0 < min_depth < max_depth (metres)"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise SpecError(f"mean/std must be 3 values each with std > 0, got mean={self.mean} std={self.std}")
+        if self.color_order not in ("RGB", "BGR"):
+            raise SpecError(f"color_order {self.color_order!r} is not supported: use 'RGB' or 'BGR'")
+        if self.layout != "NCHW":
+            raise SpecError(f"layout {self.layout!r} is not supported: edgedepth models take 'NCHW'")
+
+    @property
+    def input_shape(self) -> Tuple[int, int, int, int]:
+        """Nominal input shape (1, 3, H, W)."""
+        return (1, 3, self.height, self.width)
+
+    def replace(self, **changes: Any) -> "ModelSpec":
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-serialisable dict (tuples become lists)."""
+        data = dataclasses.asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelSpec":
+        """Build from ``to_dict`` output; unknown keys are refused with their names."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(
+                f"model spec has unknown keys {unknown}: it was written by a newer or different tool; "
+                f"expected only {sorted(known)}"
+            )
+        missing = [name for name in ("height", "width") if name not in data]
+        if missing:
+            raise SpecError(f"model spec lacks required keys {missing}; got keys {sorted(data)}")
+        return cls(**dict(data))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"model spec is not valid JSON ({exc}); re-export the artifact") from exc
+        if not isinstance(data, dict):
+            raise SpecError(f"model spec JSON must be an object, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    def to_metadata_props(self) -> Dict[str, str]:
+        """Key/value strings for ONNX ``metadata_props``."""
+        return {ONNX_METADATA_KEY: self.to_json()}
+
+    @classmethod
+    def from_metadata_props(cls, props: Mapping[str, str], source: str = "ONNX model") -> "ModelSpec":
+        """Read the spec back from ONNX ``metadata_props`` (as a plain mapping)."""
+        if ONNX_METADATA_KEY not in props:
+            raise SpecError(
+                f"{source} carries no edgedepth model spec (metadata key {ONNX_METADATA_KEY!r} missing; "
+                f"found {sorted(props)}): export it with `depth-export onnx`"
+            )
+        return cls.from_json(props[ONNX_METADATA_KEY])
+
+
+def spec_from_onnx(path: str) -> ModelSpec:
+    """Read the ModelSpec of an ONNX file without loading its weights into memory twice."""
+    import onnx  # lazy: the core must import without onnx
+
+    model = onnx.load(path, load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    return ModelSpec.from_metadata_props(props, source=str(path))
+
+

@@ -1,0 +1,1 @@
+"""edgedepth stage package."""
