@@ -15,6 +15,7 @@ from edgedepth import __version__
 STAGES: Dict[str, str] = {
     "train": "edgedepth.training.cli:train_main",
     "eval": "edgedepth.training.cli:eval_main",
+    "ablate": "edgedepth.training.ablate:ablate_main",
 }
 
 _OPTIONAL_PACKAGES = ("torch", "onnx", "onnxruntime", "cv2", "tensorrt", "pycuda", "modelopt")

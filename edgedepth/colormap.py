@@ -26,7 +26,9 @@ def colorize_depth(
     cv2 = import_cv2()
     depth = np.asarray(depth, dtype=np.float32)
     # Inverse scale so near objects get the high end of the map, as depth viewers usually show.
-    scaled = (max_depth - np.nan_to_num(depth, nan=max_depth)) / (max_depth - min_depth)
+    # Non-finite pixels are painted black below; map them in range first (no overflow warnings).
+    finite = np.nan_to_num(depth, nan=max_depth, posinf=max_depth, neginf=max_depth)
+    scaled = (max_depth - finite) / (max_depth - min_depth)
     levels = np.clip(scaled * 255.0, 0, 255).astype(np.uint8)
     if colormap == "gray":
         image = cv2.cvtColor(levels, cv2.COLOR_GRAY2BGR)

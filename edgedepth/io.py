@@ -26,11 +26,29 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates the file 0600; give the artifact the mode a plain open() would.
+        os.chmod(tmp, _default_file_mode())
         _fsync_file(tmp)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _read_umask() -> int:
+    # os.umask is the only portable way to read it; done once at import, because setting it
+    # from a writer thread would race with files other threads create.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def _default_file_mode() -> int:
+    """0o666 less the process umask: the mode a plain open() would give."""
+    return 0o666 & ~_UMASK
 
 
 def _fsync_file(path: Path) -> None:

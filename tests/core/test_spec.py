@@ -1,0 +1,107 @@
+"""ModelSpec: round trips through JSON and ONNX metadata, and the messages users see."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgedepth.errors import SpecError
+from edgedepth.spec import ONNX_METADATA_KEY, ModelSpec, check_input_size, spec_from_onnx
+
+
+def custom_spec() -> ModelSpec:
+    return ModelSpec(
+        height=192, width=640, min_depth=0.5, max_depth=80.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+        color_order="BGR", arch_options={"decoder_channels": [256, 128, 64, 32, 16]}, dynamic=True,
+        config_hash="abc123", provenance={"checkpoint_sha256": "00ff"},
+    )
+
+
+def test_json_round_trip_keeps_every_field():
+    spec = custom_spec()
+    text = spec.to_json()
+    assert json.loads(text)["mean"] == [0.5, 0.5, 0.5]  # plain JSON, readable by other tools
+    assert ModelSpec.from_json(text) == spec
+
+
+def test_metadata_props_round_trip():
+    spec = custom_spec()
+    props = spec.to_metadata_props()
+    assert list(props) == [ONNX_METADATA_KEY] and all(isinstance(v, str) for v in props.values())
+    assert ModelSpec.from_metadata_props(props) == spec
+
+
+def test_missing_metadata_says_how_to_fix():
+    with pytest.raises(SpecError, match="depth-export onnx"):
+        ModelSpec.from_metadata_props({"producer": "someone"}, source="model.onnx")
+
+
+def test_unknown_keys_are_refused_by_name():
+    data = custom_spec().to_dict()
+    data["future_field"] = 1
+    with pytest.raises(SpecError, match="future_field"):
+        ModelSpec.from_dict(data)
+
+
+def test_missing_size_and_bad_json_are_spec_errors():
+    with pytest.raises(SpecError, match="height"):
+        ModelSpec.from_dict({"width": 64})
+    with pytest.raises(SpecError, match="not valid JSON"):
+        ModelSpec.from_json("{not json")
+    with pytest.raises(SpecError, match="object"):
+        ModelSpec.from_json("[1, 2]")
+
+
+@pytest.mark.parametrize("value, below, above", [(100, 96, 128), (200, 192, 224), (10, 32, 32)])
+def test_size_not_multiple_of_32_names_nearest_sizes(value, below, above):
+    with pytest.raises(SpecError, match=f"height {value} .*use {below} or {above}"):
+        ModelSpec(height=value, width=320)
+    with pytest.raises(SpecError, match=f"width {value} "):
+        check_input_size(224, value)
+
+
+def test_valid_sizes_pass():
+    check_input_size(480, 640)
+    assert ModelSpec(height=480, width=640).input_shape == (1, 3, 480, 640)
+
+
+@pytest.mark.parametrize("min_depth, max_depth", [(0.0, 10.0), (5.0, 5.0), (10.0, 1.0), (-1.0, 10.0)])
+def test_bad_depth_range_is_refused(min_depth, max_depth):
+    with pytest.raises(SpecError, match="0 < min_depth < max_depth"):
+        ModelSpec(height=64, width=64, min_depth=min_depth, max_depth=max_depth)
+
+
+def test_other_invalid_fields_are_refused():
+    with pytest.raises(SpecError, match="color_order"):
+        ModelSpec(height=64, width=64, color_order="YUV")
+    with pytest.raises(SpecError, match="std"):
+        ModelSpec(height=64, width=64, std=(0.2, 0.0, 0.2))
+    with pytest.raises(SpecError, match="NCHW"):
+        ModelSpec(height=64, width=64, layout="NHWC")
+
+
+def test_replace_validates_the_copy():
+    spec = custom_spec()
+    assert spec.replace(height=256).height == 256 and spec.height == 192
+    with pytest.raises(SpecError):
+        spec.replace(width=650)
+
+
+def test_spec_from_onnx_reads_metadata(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["depth"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 3, 64, 64])],
+    )
+    model = helper.make_model(graph)
+    spec = ModelSpec(height=64, width=64)
+    helper.set_model_props(model, spec.to_metadata_props())
+    onnx.save(model, str(tmp_path / "with.onnx"))
+    assert spec_from_onnx(str(tmp_path / "with.onnx")) == spec
+    helper.set_model_props(model, {})
+    onnx.save(model, str(tmp_path / "without.onnx"))
+    with pytest.raises(SpecError, match="without.onnx"):
+        spec_from_onnx(str(tmp_path / "without.onnx"))
