@@ -1,1 +1,3 @@
-"""edgedepth stage package."""
+"""edgedepth.training: the depth network, losses, datasets, trainer and checkpoints (needs torch)."""
+from edgedepth.training.checkpoint import load_checkpoint, save_checkpoint
+from edgedepth.training.model import create_model

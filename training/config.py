@@ -291,10 +291,19 @@ def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
 
 
 def load_config(
-    path_or_name: Union[str, Path, None] = None, overrides: Iterable[str] = ()
+    path_or_name: Union[str, Path, None] = None,
+    overrides: Iterable[str] = (),
+    base: Optional[Dict[str, Any]] = None,
 ) -> DictConfig:
-    """Defaults <- YAML (with ``_base_`` chain) <- ``key=value`` overrides; validated and read-only."""
+    """Defaults <- ``base`` dict <- YAML (with ``_base_`` chain) <- ``key=value`` overrides.
+
+    ``base`` is e.g. the resolved config stored in a checkpoint. The result is validated and
+    read-only.
+    """
     layers = []
+    if base is not None:
+        _check_keys(base, "the base config")
+        layers.append(base)
     if path_or_name is not None:
         path = resolve_config_path(path_or_name)
         data = _read_yaml(path)
@@ -304,12 +313,6 @@ def load_config(
     _check_keys(override_data, "command-line overrides")
     layers.append(override_data)
     return _merge_and_validate(layers)
-
-
-def config_from_dict(data: Dict[str, Any], source: str = "a saved config") -> DictConfig:
-    """Rebuild a validated config from a plain dict (e.g. the one stored in a checkpoint)."""
-    _check_keys(data, source)
-    return _merge_and_validate([data])
 
 
 def _merge_and_validate(layers: list) -> DictConfig:

@@ -1,0 +1,328 @@
+"""Depth losses: invariances, hand-computed values, masking, edge cases, composite and config."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from edgedepth.errors import ConfigError
+from edgedepth.training.config import LossConfig
+from edgedepth.training.losses import DepthLoss, MultiScaleGradientLoss, SiLogLoss, SSILoss
+
+SSI_VARIANTS = [("lstsq", "depth"), ("lstsq", "disparity"), ("mad", "depth"), ("mad", "disparity")]
+
+
+def _scene(seed: int = 0, n: int = 2, h: int = 32, w: int = 40, invalid: float = 0.3):
+    """Random positive depth pred/target (metres) and a bool mask with ``invalid`` fraction off."""
+    gen = torch.Generator().manual_seed(seed)
+    target = torch.rand(n, 1, h, w, generator=gen) * 4.0 + 1.0
+    pred = target * (1.0 + 0.3 * torch.rand(n, 1, h, w, generator=gen)) + 0.2
+    mask = torch.rand(n, 1, h, w, generator=gen) >= invalid
+    return pred, target, mask
+
+
+def _step_edge(blur_sigma: float = 0.0, size: int = 64) -> torch.Tensor:
+    """A vertical depth step 2 m -> 5 m, optionally Gaussian-blurred, as 1x1xHxW."""
+    image = np.full((size, size), 2.0, np.float32)
+    image[:, size // 2 :] = 5.0
+    if blur_sigma > 0:
+        image = cv2.GaussianBlur(image, (0, 0), blur_sigma, borderType=cv2.BORDER_REPLICATE)
+    return torch.from_numpy(image)[None, None]
+
+
+def _loss_value(loss_fn, pred, target, mask) -> torch.Tensor:
+    out = loss_fn(pred, target, mask)
+    return out[0] if isinstance(out, tuple) else out
+
+
+ALL_TERMS = [SSILoss(*variant) for variant in SSI_VARIANTS] + [
+    SiLogLoss(),
+    SiLogLoss(lambd=1.0),
+    MultiScaleGradientLoss(),
+    MultiScaleGradientLoss(space="log"),
+]
+TERM_IDS = [f"ssi-{a}-{b}" for a, b in SSI_VARIANTS] + ["silog", "silog-l1", "grad", "grad-log"]
+
+
+# ----------------------------------------------------------------------------- SSI
+
+
+@pytest.mark.parametrize("standardize,space", SSI_VARIANTS)
+def test_ssi_is_zero_when_pred_equals_target(standardize, space):
+    _, target, mask = _scene()
+    assert SSILoss(standardize, space)(target, target, mask).item() < 1e-4
+
+
+@pytest.mark.parametrize("standardize,space", SSI_VARIANTS)
+def test_ssi_ignores_a_positive_scale_and_a_shift_of_pred(standardize, space):
+    pred, target, mask = _scene()
+    loss = SSILoss(standardize, space)
+    if space == "disparity":  # the invariance holds in the space the loss works in
+        moved = 1.0 / (3.0 / pred + 0.05)
+    else:
+        moved = 3.0 * pred + 0.7
+    base = loss(pred, target, mask).item()
+    assert base > 0.01  # the prediction is imperfect, so the check below is not 0 == 0
+    assert loss(moved, target, mask).item() == pytest.approx(base, rel=1e-3)
+
+
+def test_ssi_lstsq_matches_hand_computed_fit():
+    # pred [1, 2, 3], target [2, 4, 7]: s = cov/var = (5/3)/(2/3) = 2.5, t = 13/3 - 2.5*2 = -2/3,
+    # fit [11/6, 13/3, 41/6], residuals [-1/6, 1/3, -1/6] -> mean |r| = 2/9.
+    # A 4th pixel is invalid and holds garbage.
+    pred = torch.tensor([1.0, 2.0, 3.0, 100.0]).view(1, 1, 1, 4)
+    target = torch.tensor([2.0, 4.0, 7.0, math.nan]).view(1, 1, 1, 4)
+    mask = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 1, 1, 4)
+    assert SSILoss("lstsq")(pred, target, mask).item() == pytest.approx(2.0 / 9.0, rel=1e-4)
+
+
+def test_ssi_mad_matches_hand_computed_normalisation():
+    # pred [1, 2, 3]: median 2, mean |dev| 2/3 -> [-1.5, 0, 1.5];
+    # target [1, 2, 6]: median 2, mean |dev| 5/3 -> [-0.6, 0, 2.4]; mean L1 = 1.8 / 3 = 0.6.
+    pred = torch.tensor([1.0, 2.0, 3.0]).view(1, 1, 1, 3)
+    target = torch.tensor([1.0, 2.0, 6.0]).view(1, 1, 1, 3)
+    mask = torch.ones_like(pred, dtype=torch.bool)
+    assert SSILoss("mad")(pred, target, mask).item() == pytest.approx(0.6, rel=1e-5)
+
+
+def test_ssi_averages_over_images_that_have_valid_pixels():
+    pred, target, mask = _scene(n=2)
+    mask[1] = False
+    single = SSILoss()(pred[:1], target[:1], mask[:1])
+    assert SSILoss()(pred, target, mask).item() == pytest.approx(single.item(), rel=1e-6)
+
+
+def test_ssi_gradient_flows_through_the_closed_form_fit():
+    pred, target, mask = _scene()
+    pred.requires_grad_(True)
+    SSILoss()(pred, target, mask).backward()
+    # With a detached s and t, the gradient of a per-image sum would not vanish; through the
+    # least-squares fit, moving pred along itself (a pure scale) changes nothing.
+    along_scale = (pred.grad * pred.detach() * mask).sum().item()
+    assert abs(along_scale) < 1e-4 * pred.grad.abs().sum().item()
+    assert pred.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- SiLog
+
+
+def test_silog_matches_hand_computed_two_pixel_value():
+    # d = [ln 2, 0]: mean d^2 = ln2^2 / 2, mean d = ln2 / 2
+    # loss = 10 * sqrt(ln2^2/2 - 0.85 * ln2^2/4) = 10 * ln2 * sqrt(0.2875)
+    pred = torch.tensor([2.0, 1.0]).view(1, 1, 1, 2)
+    target = torch.ones_like(pred)
+    mask = torch.ones_like(pred, dtype=torch.bool)
+    expected = 10.0 * math.log(2.0) * math.sqrt(0.2875)
+    assert SiLogLoss()(pred, target, mask).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_silog_is_at_its_minimum_when_pred_equals_target():
+    _, target, mask = _scene()
+    pred = target.clone().requires_grad_(True)
+    loss = SiLogLoss()(pred, target, mask)
+    loss.backward()
+    assert loss.item() < 1e-4
+    assert torch.isfinite(pred.grad).all()
+
+
+def test_silog_ignores_a_global_scale_when_lambda_is_one():
+    pred, target, mask = _scene()
+    loss = SiLogLoss(lambd=1.0)
+    base = loss(pred, target, mask).item()
+    assert base > 0.1
+    assert loss(pred * 7.0, target, mask).item() == pytest.approx(base, rel=1e-4)
+    # With lambda < 1 a global scale error is (partly) penalised.
+    assert SiLogLoss(lambd=0.85)(pred * 7.0, target, mask) > SiLogLoss(lambd=0.85)(pred, target, mask)
+
+
+def test_silog_pools_pixels_over_the_whole_batch():
+    pred, target, mask = _scene(n=2)
+    flat = lambda x: x.permute(1, 0, 2, 3).reshape(1, 1, 2 * 32, 40)  # noqa: E731
+    batch = SiLogLoss()(pred, target, mask)
+    assert batch.item() == pytest.approx(SiLogLoss()(flat(pred), flat(target), flat(mask)).item(), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- gradient
+
+
+def test_gradient_loss_is_zero_for_a_sharp_edge_and_grows_with_blur():
+    target = _step_edge()
+    mask = torch.ones_like(target, dtype=torch.bool)
+    loss = MultiScaleGradientLoss()
+    sharp = loss(_step_edge(), target, mask)[0].item()
+    blurred = loss(_step_edge(1.5), target, mask)[0].item()
+    more_blurred = loss(_step_edge(4.0), target, mask)[0].item()
+    assert sharp < 1e-6
+    assert blurred > 0.01
+    assert more_blurred > blurred
+
+
+def test_gradient_loss_on_a_ramp_matches_hand_computed_slopes():
+    # pred = 1 + 0.01 * x against a flat target: the Sobel/8 x-gradient is the slope, 0.01 per
+    # pixel at scale 1, and a pooled pixel spans s pixels, so scale s sees 0.01 * s.
+    x = torch.arange(64, dtype=torch.float32)
+    pred = (1.0 + 0.01 * x).expand(1, 1, 64, 64)
+    target = torch.ones_like(pred)
+    mask = torch.ones_like(pred, dtype=torch.bool)
+    loss, per_scale = MultiScaleGradientLoss(scales=(1, 2, 4))(pred, target, mask)
+    assert list(per_scale) == ["s1", "s2", "s4"]
+    assert all(isinstance(v, torch.Tensor) for v in per_scale.values())
+    for scale in (1, 2, 4):
+        assert per_scale[f"s{scale}"].item() == pytest.approx(0.01 * scale, rel=1e-4)
+    assert loss.item() == pytest.approx(0.07 / 3, rel=1e-4)
+
+
+def test_gradient_loss_ignores_a_depth_offset_and_log_space_ignores_a_scale():
+    pred, target, mask = _scene(invalid=0.0)
+    base = MultiScaleGradientLoss()(pred, target, mask)[0].item()
+    assert MultiScaleGradientLoss()(pred + 3.0, target, mask)[0].item() == pytest.approx(base, rel=1e-4)
+    log_loss = MultiScaleGradientLoss(space="log")
+    base_log = log_loss(pred, target, mask)[0].item()
+    assert log_loss(pred * 4.0, target, mask)[0].item() == pytest.approx(base_log, rel=1e-3)
+
+
+def test_gradient_loss_sees_no_edge_at_mask_holes_or_borders():
+    # A constant offset has no gradient. Holes in the mask must not create one: pooling averages
+    # valid pixels only, and a pixel counts only when its whole 3x3 neighbourhood is valid
+    # (the 0 imputed at invalid pixels would otherwise read as a step of -0.5).
+    pred, target, mask = _scene(h=64, w=64, invalid=0.3)
+    mask[..., 20:40, 10:30] = False
+    loss, per_scale = MultiScaleGradientLoss()(target + 0.5, target, mask)
+    assert loss.item() < 1e-5
+    assert all(value.item() < 1e-5 for value in per_scale.values())
+
+
+# ----------------------------------------------------------------------------- every term
+
+
+@pytest.mark.parametrize("loss_fn", ALL_TERMS, ids=TERM_IDS)
+def test_values_at_invalid_pixels_never_change_the_loss(loss_fn):
+    pred, target, mask = _scene()
+    garbage = torch.tensor([math.nan, math.inf, -math.inf, -5.0, 0.0, 1e30])
+    fill = garbage[torch.arange(pred.numel()) % len(garbage)].view_as(pred)
+    clean_pred = pred.clone().requires_grad_(True)
+    dirty_pred = torch.where(mask, pred, fill.abs().nan_to_num(7.0, 1e30)).requires_grad_(True)
+    clean = _loss_value(loss_fn, clean_pred, target, mask)
+    dirty = _loss_value(loss_fn, dirty_pred, torch.where(mask, target, fill), mask)
+    clean.backward()
+    dirty.backward()
+    assert dirty.item() == pytest.approx(clean.item(), rel=1e-6, abs=1e-7)
+    assert torch.allclose(dirty_pred.grad, clean_pred.grad, rtol=1e-5, atol=1e-9)
+    assert (dirty_pred.grad[~mask] == 0).all()
+
+
+def _all_invalid(pred):
+    return torch.zeros_like(pred, dtype=torch.bool)
+
+
+def _single_valid(pred):
+    mask = torch.zeros_like(pred, dtype=torch.bool)
+    mask[0, 0, 5, 7] = True
+    return mask
+
+
+EDGE_CASES = {
+    "all-invalid": lambda: (_scene()[0], _scene()[1], _all_invalid(_scene()[0])),
+    "single-valid-pixel": lambda: (_scene()[0], _scene()[1], _single_valid(_scene()[0])),
+    "constant-pred": lambda: (torch.full((2, 1, 32, 40), 3.0), _scene()[1], _scene()[2]),
+    "constant-both": lambda: (torch.full((2, 1, 32, 40), 3.0), torch.full((2, 1, 32, 40), 2.0), _scene()[2]),
+    "tiny-image": lambda: (torch.rand(1, 1, 4, 4) + 1, torch.rand(1, 1, 4, 4) + 1, torch.ones(1, 1, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+@pytest.mark.parametrize("loss_fn", ALL_TERMS, ids=TERM_IDS)
+def test_edge_cases_give_finite_values_and_gradients(loss_fn, case):
+    pred, target, mask = EDGE_CASES[case]()
+    pred = pred.clone().requires_grad_(True)
+    value = _loss_value(loss_fn, pred, target, mask)
+    value.backward()
+    assert torch.isfinite(value)
+    assert torch.isfinite(pred.grad).all()
+    if case == "all-invalid":
+        assert value.item() == 0.0
+
+
+@pytest.mark.parametrize("loss_fn", ALL_TERMS, ids=TERM_IDS)
+def test_gradients_reach_pred_and_float_masks_match_bool_masks(loss_fn):
+    pred, target, mask = _scene()
+    pred.requires_grad_(True)
+    value = _loss_value(loss_fn, pred, target, mask)
+    value.backward()
+    assert pred.grad.abs().sum() > 0
+    assert _loss_value(loss_fn, pred, target, mask.float()).item() == pytest.approx(value.item(), rel=1e-6)
+
+
+def test_mismatched_shapes_are_refused():
+    pred, target, mask = _scene()
+    with pytest.raises(ValueError, match="same N x 1 x H x W"):
+        SSILoss()(pred, target[:, :, :-1], mask)
+    with pytest.raises(ValueError, match="N x 1 x H x W"):
+        SiLogLoss()(pred[:, 0], target[:, 0], mask[:, 0])
+
+
+# ----------------------------------------------------------------------------- DepthLoss
+
+
+def test_depth_loss_reports_every_term_and_the_weighted_total():
+    pred, target, mask = _scene()
+    pred.requires_grad_(True)
+    loss = DepthLoss(ssi_weight=0.4, silog_weight=0.4, gradient_weight=0.2, gradient_scales=(1, 2))
+    total, terms = loss(pred, target, mask)
+    total.backward()
+    assert list(terms) == loss.term_names == ["ssi", "silog", "grad", "grad/s1", "grad/s2", "total"]
+    assert all(isinstance(v, float) for v in terms.values())
+    expected = 0.4 * terms["ssi"] + 0.4 * terms["silog"] + 0.2 * terms["grad"]
+    assert terms["total"] == pytest.approx(expected, rel=1e-6)
+    assert total.item() == pytest.approx(expected, rel=1e-6)
+    assert terms["grad"] == pytest.approx((terms["grad/s1"] + terms["grad/s2"]) / 2, rel=1e-6)
+    assert terms["ssi"] == pytest.approx(SSILoss()(pred, target, mask).item(), rel=1e-6)
+    assert pred.grad.abs().sum() > 0
+
+
+def test_depth_loss_leaves_out_zero_weight_terms():
+    pred, target, mask = _scene()
+    _, default_terms = DepthLoss()(pred, target, mask)
+    assert list(default_terms) == ["ssi", "silog", "total"]
+    loss = DepthLoss(ssi_weight=0.0, silog_weight=0.0, gradient_weight=1.0, gradient_scales=[4])
+    _, terms = loss(pred, target, mask)
+    assert list(terms) == loss.term_names == ["grad", "grad/s4", "total"]
+    assert loss.ssi is None and loss.silog is None
+
+
+def test_depth_loss_from_config_accepts_dataclass_omegaconf_and_dict():
+    cfg = LossConfig(ssi_weight=0.3, silog_weight=0.0, gradient_weight=0.7, gradient_scales=[1, 8],
+                     gradient_space="log", ssi_standardize="mad", ssi_space="disparity")
+    for source in (cfg, OmegaConf.structured(cfg), OmegaConf.to_container(OmegaConf.structured(cfg))):
+        loss = DepthLoss.from_config(source)
+        assert loss.term_names == ["ssi", "grad", "grad/s1", "grad/s8", "total"]
+        assert loss.weights == {"ssi": 0.3, "silog": 0.0, "grad": 0.7}
+        assert (loss.ssi.standardize, loss.ssi.space, loss.grad.space) == ("mad", "disparity", "log")
+    assert DepthLoss.from_config({"silog_weight": 1.0, "ssi_weight": 0.0}).term_names == ["silog", "total"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"ssi_weight": -0.1}, "ssi_weight is -0.1"),
+        ({"gradient_weight": math.nan}, "gradient_weight is nan"),
+        ({"ssi_weight": 0.0, "silog_weight": 0.0, "gradient_weight": 0.0}, "all loss weights are 0"),
+        ({"ssi_standardize": "median"}, "ssi_standardize is 'median'"),
+        ({"ssi_space": "log"}, "ssi_space is 'log'"),
+        ({"gradient_space": "disparity"}, "gradient_space is 'disparity'"),
+        ({"gradient_scales": [0, 2]}, "gradient_scales"),
+        ({"silog_lambda": 1.5}, "silog_lambda"),
+    ],
+)
+def test_bad_loss_settings_raise_config_error(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        DepthLoss(**kwargs)
+
+
+def test_from_config_refuses_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown loss keys \\['ssi_wieght'\\]"):
+        DepthLoss.from_config({"ssi_wieght": 1.0})
