@@ -11,6 +11,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
@@ -236,7 +237,7 @@ class Trainer:
         total, terms = self.loss_fn(pred.float(), depth, mask)
         self.optimizer.zero_grad(set_to_none=True)
         if not self._loss_is_finite(total):
-            self.scheduler.step()
+            self._advance_schedule_without_update()
             return None, None
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
@@ -245,6 +246,13 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return terms, float(grad_norm)
+
+    def _advance_schedule_without_update(self) -> None:
+        """A skipped step still counts as a step, so the LR schedule stays aligned with ``step``."""
+        with warnings.catch_warnings():
+            # torch warns when the scheduler steps before any optimizer step; here that is intended.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.scheduler.step()
 
     def _to_device(self, batch: Dict[str, torch.Tensor]) -> tuple:
         non_blocking = self.device.type == "cuda"
