@@ -196,7 +196,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.step or None)
-        batches = self._batches()
+        batches = self.batches()
         progress = tqdm(total=cfg.steps, initial=self.state.step, disable=not self.dist.is_main, desc="train", dynamic_ncols=True)
         started = time.perf_counter()
         metrics: Dict[str, Any] = {}
@@ -215,7 +215,7 @@ class Trainer:
         metrics = self._finish(time.perf_counter() - started, metrics)
         return metrics
 
-    def _batches(self) -> Iterator[tuple]:
+    def batches(self) -> Iterator[tuple]:
         """Endless batches across epochs, each with the seconds the step waited for it."""
         while True:
             sampler = getattr(self.train_loader, "sampler", None)

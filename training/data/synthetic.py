@@ -85,7 +85,9 @@ class Material:
 
 def rotation_matrix(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
     """``Ry(yaw) @ Rx(pitch) @ Rz(roll)``: columns are the local axes in world coordinates."""
-    cy, sy, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cr, sr = math.cos(roll), math.sin(roll)
     ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
     rx = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
     rz = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
@@ -390,6 +392,7 @@ def _fbm(uv: np.ndarray, footprint: np.ndarray, period: float, seed: int, octave
             total += amplitude * weight * (noise - 0.5)
         norm += amplitude
         amplitude, period = amplitude * 0.5, period * 0.5
+    # Sums of octaves cluster around 0.5; the gain spreads them over most of [0, 1].
     return 0.5 + total / norm * 1.6
 
 
@@ -424,16 +427,17 @@ def _wood(m: Material, uv: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     return _fade(rings, 1.0 / 3.0, _resolvable(m.scale, footprint))
 
 
-def _tiles(m: Material, uv: np.ndarray, footprint: np.ndarray, stagger: bool = False, aspect: float = 1.0) -> np.ndarray:
-    size = np.array([m.scale * aspect, m.scale])
-    row = np.floor(uv[:, 1] / size[1])
-    shifted = uv[:, 0] / size[0] + (0.5 * np.mod(row, 2) if stagger else 0.0)
-    col = np.floor(shifted)
-    edge = np.minimum(np.minimum(shifted - col, 1 - shifted + col) * size[0], np.mod(uv[:, 1], size[1]))
-    edge = np.minimum(edge, size[1] - np.mod(uv[:, 1], size[1]))
-    grout = (edge < 0.05 * m.scale).astype(float)
+def _tiles(m: Material, uv: np.ndarray, footprint: np.ndarray, stagger: bool = False,
+           aspect: float = 1.0) -> np.ndarray:
+    """Tiles ``aspect * scale`` x ``scale`` with grout lines (1) and a shade per tile (0-0.35)."""
+    row = np.floor(uv[:, 1] / m.scale)
+    across = uv[:, 0] / (aspect * m.scale) + (0.5 * np.mod(row, 2) if stagger else 0.0)
+    col = np.floor(across)
+    in_x, in_y = (across - col) * aspect * m.scale, uv[:, 1] - row * m.scale  # metres into the tile
+    edge = np.minimum(np.minimum(in_x, aspect * m.scale - in_x), np.minimum(in_y, m.scale - in_y))
     tile_shade = 0.35 * _lattice_hash(col.astype(np.int64) + m.seed, row.astype(np.int64))
-    return _fade(np.where(grout > 0, 1.0, tile_shade), 0.3, _resolvable(m.scale, footprint))
+    pattern = np.where(edge < 0.05 * m.scale, 1.0, tile_shade)
+    return _fade(pattern, 0.3, _resolvable(m.scale, footprint))
 
 
 def _bricks(m: Material, uv: np.ndarray, footprint: np.ndarray) -> np.ndarray:
@@ -580,7 +584,8 @@ def _expose(radiance: np.ndarray, scene: Scene, height: int, width: int) -> np.n
     levels = np.clip(radiance * (scene.exposure / white * 65535.0), 0.0, 65535.0).astype(np.int32)
     image = _GAMMA_LUT[levels]
     if scene.noise > 0:
-        image += np.random.default_rng(scene.noise_seed).normal(0.0, 255.0 * scene.noise, image.shape).astype(np.float32)
+        noise = np.random.default_rng(scene.noise_seed).normal(0.0, 255.0 * scene.noise, image.shape)
+        image += noise.astype(np.float32)
     return np.clip(image + 0.5, 0, 255).astype(np.uint8).reshape(height, width, 3)
 
 
@@ -622,10 +627,14 @@ _SURFACE_STYLES: Dict[str, Tuple[Tuple[str, ...], Tuple[float, float]]] = {
 }
 
 
+def _vec(values: Sequence[float]) -> Vec3:
+    """Three plain floats (scene descriptions hold no numpy scalars)."""
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
 def _random_color(rng: np.random.Generator, hue: Tuple[float, float] = (0.0, 1.0),
                   saturation: Tuple[float, float] = (0.0, 0.9), value: Tuple[float, float] = (0.2, 0.95)) -> Vec3:
-    rgb = colorsys.hsv_to_rgb(rng.uniform(*hue) % 1.0, rng.uniform(*saturation), rng.uniform(*value))
-    return (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+    return _vec(colorsys.hsv_to_rgb(rng.uniform(*hue) % 1.0, rng.uniform(*saturation), rng.uniform(*value)))
 
 
 def _second_color(rng: np.random.Generator, color: Vec3) -> Vec3:
@@ -633,7 +642,7 @@ def _second_color(rng: np.random.Generator, color: Vec3) -> Vec3:
     if rng.random() < 0.35:
         return _random_color(rng)
     factor = rng.uniform(0.3, 0.7) if rng.random() < 0.75 else rng.uniform(1.3, 1.8)
-    return (min(color[0] * factor, 1.0), min(color[1] * factor, 1.0), min(color[2] * factor, 1.0))
+    return _vec(np.minimum(np.asarray(color) * factor, 1.0))
 
 
 def _first_color(rng: np.random.Generator, role: str, kind: str) -> Vec3:
@@ -651,7 +660,7 @@ def sample_material(rng: np.random.Generator, role: str) -> Material:
     color_a = _first_color(rng, role, kind)
     scale = float(math.exp(rng.uniform(math.log(low), math.log(high))))
     if kind == "wood":
-        scale *= 0.15  # ring spacing: a few centimetres
+        scale *= 0.3  # ring spacing: 5-20 cm, visible at the low resolutions training uses
     # Room surfaces keep their patterns aligned with the room, as floors and walls are built.
     angle = float(rng.choice([0.0, math.pi / 2])) if role != "object" else float(rng.uniform(0, math.pi))
     return Material(kind, color_a, _second_color(rng, color_a), scale, angle,
@@ -660,13 +669,13 @@ def sample_material(rng: np.random.Generator, role: str) -> Material:
 
 def sample_room(rng: np.random.Generator) -> Room:
     """A room 3-8 m wide and long, 2.5-3.5 m high; walls share one material 60% of the time."""
-    size = (float(rng.uniform(3.0, 8.0)), float(rng.uniform(2.5, 3.5)), float(rng.uniform(3.0, 8.0)))
+    size = _vec(rng.uniform([3.0, 2.5, 3.0], [8.0, 3.5, 8.0]))
     floor, ceiling = sample_material(rng, "floor"), sample_material(rng, "ceiling")
+    shared = sample_material(rng, "wall")
     if rng.random() < 0.6:
-        walls = (sample_material(rng, "wall"),) * 4
-    else:
-        walls = tuple(sample_material(rng, "wall") for _ in range(4))
-    return Room(size, floor, ceiling, walls)  # type: ignore[arg-type]
+        return Room(size, floor, ceiling, (shared, shared, shared, shared))
+    others = [sample_material(rng, "wall") for _ in range(3)]
+    return Room(size, floor, ceiling, (shared, others[0], others[1], others[2]))
 
 
 def sample_camera(rng: np.random.Generator, room_size: Vec3) -> Camera:
@@ -682,11 +691,9 @@ def sample_camera(rng: np.random.Generator, room_size: Vec3) -> Camera:
 def sample_light(rng: np.random.Generator, room_size: Vec3) -> Light:
     """A slightly tinted point light under the ceiling."""
     width, height, length = room_size
-    position = (float(rng.uniform(0.2, 0.8) * width), float(height - rng.uniform(0.15, 0.6)),
-                float(rng.uniform(0.2, 0.8) * length))
-    tint = colorsys.hsv_to_rgb(rng.uniform(0.05, 0.6), rng.uniform(0.0, 0.15), 1.0)
-    return Light(position, tuple(float(c) for c in tint), falloff=float(rng.uniform(1.5, 4.0)),  # type: ignore[arg-type]
-                 ambient=float(rng.uniform(0.06, 0.3)))
+    position = _vec((rng.uniform(0.2, 0.8) * width, height - rng.uniform(0.15, 0.6), rng.uniform(0.2, 0.8) * length))
+    tint = _vec(colorsys.hsv_to_rgb(rng.uniform(0.05, 0.6), rng.uniform(0.0, 0.15), 1.0))
+    return Light(position, tint, falloff=float(rng.uniform(1.5, 4.0)), ambient=float(rng.uniform(0.06, 0.3)))
 
 
 def _floor_position(rng: np.random.Generator, room_size: Vec3, camera: Camera) -> Tuple[float, float]:
@@ -702,32 +709,33 @@ def _floor_position(rng: np.random.Generator, room_size: Vec3, camera: Camera) -
 
 def _random_box(rng: np.random.Generator, room_size: Vec3, camera: Camera, floating: bool) -> Box:
     height = room_size[1]
-    half = (rng.uniform(0.08, 0.5), rng.uniform(0.08, min(0.6, height / 2 - 0.2)), rng.uniform(0.08, 0.5))
+    half = _vec((rng.uniform(0.08, 0.5), rng.uniform(0.08, min(0.6, height / 2 - 0.2)), rng.uniform(0.08, 0.5)))
     x, z = _floor_position(rng, room_size, camera)
     if floating:
-        orientation = tuple(rng.uniform(-math.pi, math.pi, 3))
-        return Box((x, rng.uniform(0.8, height - 0.8), z), half, orientation, sample_material(rng, "object"))  # type: ignore[arg-type]
-    return Box((x, half[1], z), half, (rng.uniform(0, 2 * math.pi), 0.0, 0.0), sample_material(rng, "object"))  # type: ignore[arg-type]
+        center, orientation = _vec((x, rng.uniform(0.8, height - 0.8), z)), _vec(rng.uniform(-math.pi, math.pi, 3))
+    else:  # resting on the floor, turned about the vertical
+        center, orientation = (x, half[1], z), (float(rng.uniform(0, 2 * math.pi)), 0.0, 0.0)
+    return Box(center, half, orientation, sample_material(rng, "object"))
 
 
 def _random_sphere(rng: np.random.Generator, room_size: Vec3, camera: Camera, floating: bool) -> Sphere:
-    radius = rng.uniform(0.08, 0.45)
+    radius = float(rng.uniform(0.08, 0.45))
     x, z = _floor_position(rng, room_size, camera)
-    y = rng.uniform(radius + 0.3, room_size[1] - radius - 0.6) if floating else radius
+    y = float(rng.uniform(radius + 0.3, room_size[1] - radius - 0.6)) if floating else radius
     return Sphere((x, y, z), radius, sample_material(rng, "object"))
 
 
 def _random_cylinder(rng: np.random.Generator, room_size: Vec3, camera: Camera, floating: bool) -> Cylinder:
     height = room_size[1]
-    radius, half_height = rng.uniform(0.06, 0.35), rng.uniform(0.08, min(0.8, height / 2 - 0.2))
-    (x, z), yaw = _floor_position(rng, room_size, camera), rng.uniform(0, 2 * math.pi)
+    radius, half_height = float(rng.uniform(0.06, 0.35)), float(rng.uniform(0.08, min(0.8, height / 2 - 0.2)))
+    (x, z), yaw = _floor_position(rng, room_size, camera), float(rng.uniform(0, 2 * math.pi))
     if floating:
-        center, orientation = (x, rng.uniform(0.8, height - 0.8), z), tuple(rng.uniform(-math.pi, math.pi, 3))
+        center, orientation = _vec((x, rng.uniform(0.8, height - 0.8), z)), _vec(rng.uniform(-math.pi, math.pi, 3))
     elif rng.random() < 0.3:  # lying on its side
         center, orientation = (x, radius, z), (yaw, math.pi / 2, 0.0)
     else:
         center, orientation = (x, half_height, z), (yaw, 0.0, 0.0)
-    return Cylinder(center, radius, half_height, orientation, sample_material(rng, "object"))  # type: ignore[arg-type]
+    return Cylinder(center, radius, half_height, orientation, sample_material(rng, "object"))
 
 
 def _furniture(rng: np.random.Generator, room_size: Vec3) -> Box:
@@ -743,7 +751,7 @@ def _furniture(rng: np.random.Generator, room_size: Vec3) -> Box:
         along = min(along, width / 2 - 0.05)
         center = (rng.uniform(along, width - along), high, depth if wall == 2 else length - depth)
         half = (along, high, depth)
-    return Box(center, half, (0.0, 0.0, 0.0), sample_material(rng, "object"))  # type: ignore[arg-type]
+    return Box(_vec(center), _vec(half), (0.0, 0.0, 0.0), sample_material(rng, "object"))
 
 
 def sample_objects(rng: np.random.Generator, room_size: Vec3, camera: Camera, light: Vec3) -> List[SceneObject]:
@@ -768,7 +776,7 @@ def sample_scene(seed: SeedLike) -> Scene:
     camera = sample_camera(rng, room.size)
     light = sample_light(rng, room.size)
     objects = sample_objects(rng, room.size, camera, light.position)
-    return Scene(camera, room, light, tuple(objects), exposure=float(rng.uniform(0.7, 0.95)),
+    return Scene(camera, room, light, tuple(objects), exposure=float(rng.uniform(0.55, 0.95)),
                  noise=float(rng.uniform(0.004, 0.015)), noise_seed=int(rng.integers(2**31)))
 
 
@@ -830,7 +838,10 @@ class SyntheticScenes(Dataset):
 
     @classmethod
     def from_config(cls, data_cfg, split: str) -> "SyntheticScenes":
-        """Build from a ``DataConfig``: size, depth range and ``data.synthetic`` (train uses num_train, others num_val)."""
+        """Build from a ``DataConfig``: size, depth range and ``data.synthetic``.
+
+        ``train`` gets ``num_train`` samples; ``val`` and ``test`` get ``num_val`` each.
+        """
         synthetic = data_cfg.synthetic
         count = synthetic.num_train if split == "train" else synthetic.num_val
         return cls(split, data_cfg.height, data_cfg.width, count, seed=synthetic.seed,
@@ -916,7 +927,12 @@ class SyntheticScenes(Dataset):
         if self.workers <= 1 or len(jobs) < MIN_SAMPLES_FOR_POOL:
             yield from map(_render_job, jobs)
             return
-        # spawn: forking a parent that holds torch's thread pools can deadlock the children.
-        context = multiprocessing.get_context("spawn")
+        # forkserver: forking a parent that holds torch's thread pools can deadlock the children,
+        # and the server imports this module (and torch) once instead of once per worker.
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+        else:
+            context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context) as pool:
             yield from pool.map(_render_job, jobs, chunksize=8)
