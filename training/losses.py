@@ -4,8 +4,9 @@ Every term is a small module taking ``(pred, target, valid_mask)``: depth in met
 ``N x 1 x H x W``, the mask bool or 0/1 float of the same shape. Shared rules:
 
 * Values at invalid pixels never reach the loss, NaN and Inf included: they are replaced with
-  ``torch.where`` before any arithmetic (a multiplication by 0 would turn NaN into NaN, and a NaN
-  in an unselected ``where`` branch still poisons the gradient of what comes after it).
+  ``torch.where`` before any operation whose gradient depends on them (a multiplication by 0
+  keeps a NaN, and a NaN fed to ``log`` or ``abs`` in an unselected ``where`` branch still
+  poisons the gradient).
 * No NaN or Inf in value or gradient for an all-invalid mask, one valid pixel or a constant
   image; an all-invalid batch gives 0 that is still connected to ``pred`` so ``backward`` works.
 * Everything is computed in float32, whatever autocast produced.
@@ -69,13 +70,13 @@ class SSILoss(nn.Module):
 
     ``standardize="lstsq"``: per image the least-squares scale ``s`` and shift ``t`` aligning
     ``pred`` to ``target`` over valid pixels, then ``mean |s * pred + t - target|``. The 2x2
-    normal equations are solved in centred form, ``s = cov(pred, target) / (var(pred) + eps)``,
+    normal equations are solved in centred form, ``s = cov(pred, target) / var(pred)``,
     ``t = mean(target) - s * mean(pred)`` (the same solution; the determinant of the normal
     equations is ``n^2 var(pred)``), which stays accurate in float32 where the raw sums cancel.
-    ``eps`` is relative: the determinant guard is ``eps * mean(pred^2)``, so scaling ``pred``
-    leaves the loss unchanged. With fewer than 2 valid pixels or a constant ``pred`` the
-    variance is 0, so ``s = 0`` and ``t`` is the target mean. ``s`` and ``t`` are not detached: the gradient flows through the
-    closed-form solution, as in MiDaS.
+    The determinant guard added to ``var(pred)`` is relative, ``eps * mean(pred^2)``, so scaling
+    ``pred`` leaves the loss unchanged. With fewer than 2 valid pixels or a constant ``pred``
+    the variance is 0, so ``s = 0`` and ``t`` is the target mean. ``s`` and ``t`` are not
+    detached: the gradient flows through the closed-form solution, as in MiDaS.
 
     ``standardize="mad"``: pred and target are each shifted by their masked median (the lower
     median for an even count) and divided by their mean absolute deviation from it (MiDaS /
@@ -129,7 +130,7 @@ class SSILoss(nn.Module):
 
     def _mad_normalize(self, x: Tensor, valid: Tensor, n: Tensor) -> Tensor:
         """``(x - median) / mean|x - median|`` over each image's valid pixels (0 elsewhere)."""
-        median = torch.nanmedian(torch.where(valid, x, torch.full_like(x, math.nan)), dim=1).values
+        median = torch.nanmedian(torch.where(valid, x, math.nan), dim=1).values
         median = torch.where(valid.any(dim=1), median, 0.0)
         deviation = _centre(x, valid, median)
         spread = deviation.abs().sum(dim=1) / n
@@ -251,7 +252,9 @@ def _erode3x3(valid: Tensor) -> Tensor:
 def _check_scales(scales: Sequence[int]) -> Tuple[int, ...]:
     checked = tuple(int(s) for s in scales)
     if not checked or any(s < 1 for s in checked) or any(s != float(o) for s, o in zip(checked, scales)):
-        raise ConfigError(f"gradient_scales is {list(scales)}; expected positive integers such as [1, 2, 4, 8]")
+        raise ConfigError(
+            f"gradient_scales is {list(scales)}; expected positive integers such as [1, 2, 4, 8]"
+        )
     if len(set(checked)) != len(checked):
         raise ConfigError(f"gradient_scales {list(scales)} repeats a scale; list each scale once")
     return checked

@@ -7,11 +7,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from edgedepth.errors import ConfigError
 from edgedepth.training.config import LossConfig
-from edgedepth.training.losses import DepthLoss, MultiScaleGradientLoss, SiLogLoss, SSILoss
+from edgedepth.training.losses import DepthLoss, MultiScaleGradientLoss, SiLogLoss, SSILoss, _erode3x3, _sobel
 
 SSI_VARIANTS = [("lstsq", "depth"), ("lstsq", "disparity"), ("mad", "depth"), ("mad", "disparity")]
 
@@ -194,6 +195,17 @@ def test_gradient_loss_sees_no_edge_at_mask_holes_or_borders():
     loss, per_scale = MultiScaleGradientLoss()(target + 0.5, target, mask)
     assert loss.item() < 1e-5
     assert all(value.item() < 1e-5 for value in per_scale.values())
+
+
+def test_sliced_sobel_and_erosion_equal_conv2d_and_min_pool():
+    # The loss computes both on tensor slices for speed; they must be the textbook operators.
+    image = torch.randn(2, 1, 12, 17, generator=torch.Generator().manual_seed(3))
+    sobel_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    reference = F.conv2d(image, torch.stack([sobel_x, sobel_x.t()])[:, None])
+    grad_x, grad_y = _sobel(image)
+    assert torch.allclose(torch.cat([grad_x, grad_y], dim=1), reference, atol=1e-5)
+    mask = torch.rand(2, 1, 12, 17, generator=torch.Generator().manual_seed(4)) > 0.2
+    assert torch.equal(_erode3x3(mask), -F.max_pool2d(-mask.float(), 3, stride=1) > 0.5)
 
 
 # ----------------------------------------------------------------------------- every term
