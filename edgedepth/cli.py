@@ -16,6 +16,7 @@ STAGES: Dict[str, str] = {
     "train": "edgedepth.training.cli:train_main",
     "eval": "edgedepth.training.cli:eval_main",
     "ablate": "edgedepth.training.ablate:ablate_main",
+    "export": "edgedepth.export.cli:main",
 }
 
 _OPTIONAL_PACKAGES = ("torch", "onnx", "onnxruntime", "cv2", "tensorrt", "pycuda", "modelopt")

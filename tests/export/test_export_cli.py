@@ -1,0 +1,92 @@
+"""`depth-export` as a user runs it: exit codes, one-line errors, files written or not."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from edgedepth.spec import spec_from_onnx
+from edgedepth.export import onnx_info
+from edgedepth.export.cli import main
+from edgedepth.export.fp16_converters import CONVERTERS, converter_available
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+needs_fp16_converter = pytest.mark.skipif(
+    not any(converter_available(name) for name in CONVERTERS), reason="no FP16 converter installed"
+)
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "expected a message on stderr"
+    return err[-1]
+
+
+@needs_fp16_converter
+def test_onnx_with_fp16_writes_both_graphs(checkpoint, tmp_path):
+    out = tmp_path / "model.fp16.onnx"
+    assert main(["onnx", "--checkpoint", str(checkpoint), "--output", str(out), "--fp16", "--no-simplify"]) == 0
+    assert onnx_info.onnx_precision(out) == "fp16"
+    assert onnx_info.onnx_precision(tmp_path / "model.onnx") == "fp32"
+    assert spec_from_onnx(str(out)).provenance["precision"] == "fp16"
+
+
+@needs_fp16_converter
+def test_fp16_command_converts_an_existing_onnx(static_onnx, tmp_path, capsys):
+    out = tmp_path / "half.onnx"
+    assert main(["fp16", "--onnx", str(static_onnx), "--output", str(out)]) == 0
+    assert onnx_info.onnx_precision(out) == "fp16"
+    assert "nodes kept FP32" in _error_line(capsys)
+
+
+def test_missing_checkpoint_is_one_line_and_exit_1(tmp_path, capsys):
+    code = main(["onnx", "--checkpoint", str(tmp_path / "none.pt"), "--output", str(tmp_path / "m.onnx")])
+    assert code == 1
+    line = _error_line(capsys)
+    assert line.startswith("depth-export: error:") and "none.pt" in line
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["onnx", "--checkpoint", "x.pt", "--output", "m.onnx", "--height", "64"],
+    ["onnx", "--checkpoint", "x.pt", "--output", "m.onnx", "--dynamic", "--batch", "4"],
+    ["engine", "--onnx", "m.onnx", "--output", "m.engine", "--precision", "fp16", "--max-shape", "1x3x256"],
+    ["engine", "--onnx", "m.onnx", "--output", "m.engine", "--precision", "bf16"],
+    [],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    assert main(argv) == 2
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_engine_without_tensorrt_says_what_to_install_and_writes_nothing(static_onnx, tmp_path, capsys):
+    out = tmp_path / "model.engine"
+    assert main(["engine", "--onnx", str(static_onnx), "--output", str(out), "--precision", "fp16"]) == 1
+    line = _error_line(capsys)
+    assert "needs TensorRT" in line and "pip install tensorrt-cu12" in line and "JetPack" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_without_calibration_is_refused_before_tensorrt_is_needed(static_onnx, tmp_path, capsys):
+    out = tmp_path / "model.engine"
+    assert main(["engine", "--onnx", str(static_onnx), "--output", str(out), "--precision", "int8"]) == 1
+    assert "depth-calib" in _error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_prints_spec_and_precision(static_onnx, capsys):
+    assert main(["info", str(static_onnx)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["precision"] == "fp32" and report["model_spec"]["height"] == 64
+    assert report["inputs"][0]["shape"] == [1, 3, 64, 96]
+
+
+def test_engine_path_imports_neither_torch_nor_opencv():
+    """A Jetson runtime install has no torch: building an engine must not need it."""
+    import subprocess
+    import sys
+
+    code = "import sys, edgedepth.export.cli, edgedepth.export.trt_build; print('torch' in sys.modules, 'cv2' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
