@@ -17,6 +17,8 @@ STAGES: Dict[str, str] = {
     "eval": "edgedepth.training.cli:eval_main",
     "ablate": "edgedepth.training.ablate:ablate_main",
     "export": "edgedepth.export.cli:main",
+    "run": "edgedepth.runtime.cli:run_main",
+    "bench": "edgedepth.runtime.cli:bench_main",
 }
 
 _OPTIONAL_PACKAGES = ("torch", "onnx", "onnxruntime", "cv2", "tensorrt", "pycuda", "modelopt")

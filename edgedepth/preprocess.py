@@ -38,14 +38,16 @@ def check_image(image: np.ndarray) -> None:
 
 
 def resize_to_spec(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Resize an HxWxC image to the spec's input size (area when shrinking, linear when growing)."""
+    """Resize an HxWxC image to the spec's input size (bilinear, stretched, no letterbox).
+
+    Bilinear rather than area averaging: for a 720p frame to 256x320, INTER_AREA costs about
+    2.2 ms on a desktop core against 0.2 ms, which on a Jetson would rival TensorRT's inference
+    time; training resizes with this same function, so the network sees the same filtering.
+    """
     cv2 = import_cv2()
-    height, width = image.shape[:2]
-    if (height, width) == (spec.height, spec.width):
+    if image.shape[:2] == (spec.height, spec.width):
         return image
-    shrinking = height * width > spec.height * spec.width
-    interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (spec.width, spec.height), interpolation=interp)
+    return cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
 
 
 def normalization_constants(spec: ModelSpec) -> Tuple[np.ndarray, np.ndarray]:

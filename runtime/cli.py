@@ -1,0 +1,348 @@
+"""``depth-run`` (live depth from a camera, stream or file) and ``depth-bench`` (backend speed).
+
+Errors end the command with one line on stderr: exit 2 for a usage error, 1 for a failure.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from edgedepth.colormap import COLORMAPS
+from edgedepth.errors import EdgeDepthError
+from edgedepth.io import write_json_atomic
+from edgedepth.runtime.backend import BACKEND_CHOICES, Backend, open_backend
+from edgedepth.runtime.bench import benchmark_backend, environment, frames_from_source, make_batches, synthetic_frames
+from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineOptions, RunResult
+from edgedepth.runtime.sinks import DEPTH_FORMATS, DepthWriter, VideoSink, WindowSink, display_decision, probe_window
+from edgedepth.runtime.sources import FLIP_METHODS, ReconnectPolicy, Source, SourceOptions, open_source, redact_url
+from edgedepth.runtime.stats import format_summary
+
+LOG = logging.getLogger("edgedepth.runtime")
+#: Exit reasons that are a normal end of a run (exit status 0).
+CLEAN_EXITS = ("end_of_stream", "max_frames", "user_quit", "interrupted")
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument parsing
+# ---------------------------------------------------------------------------------------------
+
+
+def _size(text: str) -> Tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"size {text!r} must be WIDTHxHEIGHT, e.g. 1280x720")
+    return int(parts[0]), int(parts[1])
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number")
+    return int(text)
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--model", required=True, help="engine (.engine/.plan + sidecar JSON), ONNX file, or checkpoint (.pt)")
+    add("--backend", choices=BACKEND_CHOICES, default="auto", help="auto picks by the model's file type")
+    add("--threads", type=_positive_int, help="CPU threads for ONNX Runtime / PyTorch inference")
+    add("--providers", help="ONNX Runtime providers, comma-separated (default: TensorRT > CUDA > CPU)")
+    add("--device", help="PyTorch device (cpu, cuda, cuda:1; default cuda when available)")
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--camera", help="0 or /dev/video0 (V4L2), csi://0 (Jetson CSI), rtsp://..., or a GStreamer pipeline")
+    where.add_argument("--input", help="video file, image, folder or glob of images, or any --camera address")
+    add = parser.add_argument_group("capture").add_argument
+    add("--camera-size", type=_size, help="capture size WIDTHxHEIGHT (V4L2, CSI; CSI default 1280x720)")
+    add("--camera-fps", type=_positive_float, help="capture frame rate (V4L2, CSI; CSI default 30)")
+    add("--camera-fourcc", help="V4L2 pixel format, e.g. MJPG (many webcams reach full rate only in MJPG)")
+    add("--flip", default="none", help=f"CSI flip: 0-7 or {', '.join(FLIP_METHODS)}")
+    add("--loop", action="store_true", help="start a video/image input over at its end")
+    add("--reconnect-attempts", type=_non_negative_int, default=5, help="live source: reopen tries after a drop")
+    add("--frame-timeout", type=_positive_float, default=10.0, help="live source: seconds without a frame = stalled")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument_group("output").add_argument
+    add("--no-display", action="store_true", help="no window (automatic when no display is available)")
+    add("--output", help="write the side-by-side view to this video file (.mp4: mp4v, .avi: MJPG)")
+    add("--output-fps", type=_positive_float, help="frame rate of --output (default: the source's, else 30)")
+    add("--save-depth", metavar="DIR", help="write raw metric depth per frame into DIR")
+    add("--depth-format", choices=DEPTH_FORMATS, default="png", help="png: uint16 millimetres; npy: float32 metres")
+    add("--colormap", choices=COLORMAPS, default="turbo")
+    add("--depth-range", nargs=2, type=float, metavar=("MIN", "MAX"), help="colour range in metres (default: the model's)")
+    add("--no-overlay", action="store_true", help="no FPS/latency text on the view")
+    add("--max-frames", type=_positive_int, help="stop after this many frames")
+    add("--stats-json", metavar="FILE", help="write frame counts, fps and per-stage timings here")
+    add("--quiet", action="store_true", help="only errors on stderr")
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """The ``depth-run`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="depth-run",
+        description="Live metric depth from a camera, stream, video or images (TensorRT, ONNX Runtime or PyTorch).",
+    )
+    _add_backend_arguments(parser)
+    _add_source_arguments(parser)
+    _add_output_arguments(parser)
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> Tuple[Optional[argparse.Namespace], int]:
+    """(args, 0), or (None, exit status) for --help and usage errors (argparse exits with them)."""
+    try:
+        return parser.parse_args(argv), 0
+    except SystemExit as exc:
+        return None, int(exc.code or 0)
+
+
+def _check_run_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.depth_range and not 0 <= args.depth_range[0] < args.depth_range[1]:
+        parser.error(f"--depth-range {args.depth_range[0]} {args.depth_range[1]}: need 0 <= MIN < MAX (metres)")
+    if args.camera_fourcc and not 1 <= len(args.camera_fourcc) <= 4:
+        parser.error(f"--camera-fourcc {args.camera_fourcc!r} must be 1-4 characters, e.g. MJPG")
+    if args.flip not in FLIP_METHODS and not (args.flip.isdigit() and int(args.flip) < len(FLIP_METHODS)):
+        parser.error(f"--flip {args.flip!r}: use 0-7 or one of {', '.join(FLIP_METHODS)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# depth-run
+# ---------------------------------------------------------------------------------------------
+
+
+def _backend_options(args: argparse.Namespace) -> Dict[str, Any]:
+    options: Dict[str, Any] = {}
+    if args.threads:
+        options["threads"] = args.threads
+    if args.providers:
+        options["providers"] = [name.strip() for name in args.providers.split(",") if name.strip()]
+    if args.device:
+        options["device"] = args.device
+    return options
+
+
+def _source_options(args: argparse.Namespace) -> SourceOptions:
+    return SourceOptions(
+        camera_size=args.camera_size,
+        camera_fps=args.camera_fps,
+        camera_fourcc=args.camera_fourcc,
+        flip=args.flip,
+        loop=args.loop,
+        reconnect=ReconnectPolicy(attempts=args.reconnect_attempts),
+        frame_timeout_s=args.frame_timeout,
+    )
+
+
+def _make_outputs(args: argparse.Namespace, source: Source) -> Outputs:
+    outputs = Outputs()
+    if _want_window(args.no_display):
+        outputs.window = WindowSink("depth-run (q/Esc quits)")
+    if args.output:
+        outputs.video = VideoSink(args.output, fps=args.output_fps or source.fps or 30.0, fourcc=_fourcc_for(args.output))
+    if args.save_depth:
+        outputs.depth = DepthWriter(args.save_depth, args.depth_format)
+    return outputs
+
+
+def _want_window(no_display: bool) -> bool:
+    show, why_not = display_decision(no_display, os.environ)
+    if why_not:
+        LOG.warning("%s", why_not)
+    if show and not probe_window():
+        LOG.warning("a display is set but no window can be opened there: running headless")
+        return False
+    return show
+
+
+def _fourcc_for(path: str) -> str:
+    return "MJPG" if path.lower().endswith((".avi", ".mkv")) else "mp4v"
+
+
+def _stats_document(args: argparse.Namespace, backend: Backend, result: RunResult) -> Dict[str, Any]:
+    spec = backend.spec
+    return {
+        "model": os.path.abspath(args.model),
+        "backend": backend.name,
+        "backend_detail": backend.detail,
+        "source": redact_url(args.camera or args.input),
+        "model_input": [spec.height, spec.width],
+        **result.to_dict(),
+        "environment": environment(),
+    }
+
+
+def _report(args: argparse.Namespace, backend: Backend, result: RunResult) -> None:
+    if not args.quiet:
+        frames = result.frames
+        print(format_summary(result.stages_ms))
+        print(
+            f"{frames['processed']} frames processed ({frames['read']} read, {frames['dropped']} dropped, "
+            f"{frames['corrupt']} corrupt) at {result.fps:.2f} fps; stopped: {result.exit_reason}"
+        )
+    if args.stats_json:
+        write_json_atomic(args.stats_json, _stats_document(args, backend, result))
+
+
+def _stream(args: argparse.Namespace) -> int:
+    uri = args.camera if args.camera is not None else args.input
+    # The source first: a wrong path fails in milliseconds, before an engine takes seconds to load.
+    with open_source(uri, _source_options(args), camera=args.camera is not None) as source:
+        with open_backend(args.model, args.backend, **_backend_options(args)) as backend:
+            LOG.info("model %s on %s, input %dx%d", args.model, backend.detail, backend.spec.width, backend.spec.height)
+            options = PipelineOptions(
+                max_frames=args.max_frames,
+                colormap=args.colormap,
+                depth_range=tuple(args.depth_range) if args.depth_range else None,
+                overlay=not args.no_overlay,
+                progress_every_s=0 if args.quiet else 5.0,
+            )
+            pipeline = DepthPipeline(source, backend, _make_outputs(args, source), options)
+            try:
+                result = pipeline.run()
+            except Exception as exc:
+                result = getattr(exc, "result", None)
+                if result is not None:
+                    _report(args, backend, result)
+                raise
+            _report(args, backend, result)
+    return 0 if result.exit_reason in CLEAN_EXITS else 1
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (systemd stop, docker stop) like Ctrl-C so outputs are finalised."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _configure_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger("edgedepth")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.ERROR if quiet else logging.INFO)
+    root.propagate = False
+
+
+def _fail(program: str, message: str) -> int:
+    print(f"{program}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def run_main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``depth-run``; returns the exit status."""
+    parser = run_parser()
+    args, status = _parse(parser, argv)
+    if args is None:
+        return status
+    try:
+        _check_run_args(parser, args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    _configure_logging(args.quiet)
+    try:
+        with _sigterm_as_interrupt():
+            return _stream(args)
+    except (EdgeDepthError, OSError) as exc:  # OSError: an output folder that cannot be written, a full disk
+        return _fail("depth-run", str(exc))
+    except KeyboardInterrupt:
+        print("depth-run: interrupted before streaming started", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------------------------
+# depth-bench
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    """The ``depth-bench`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="depth-bench",
+        description="Backend latency (p50/p90/p99) and throughput after warm-up, on real or synthetic frames.",
+    )
+    _add_backend_arguments(parser)
+    parser.add_argument("--iterations", type=_positive_int, default=200, help="timed inference calls")
+    parser.add_argument("--warmup", type=_non_negative_int, default=20, help="untimed calls first")
+    parser.add_argument("--batch", type=_positive_int, default=1, help="images per call")
+    parser.add_argument("--input", help="take frames from this video/images/camera (default: synthetic 720p frames)")
+    parser.add_argument("--frames", type=_positive_int, default=32, help="distinct frames to cycle through")
+    parser.add_argument("--json", metavar="FILE", help="write the result here as JSON")
+    return parser
+
+
+def _bench(args: argparse.Namespace) -> Dict[str, Any]:
+    with open_backend(args.model, args.backend, **_backend_options(args)) as backend:
+        frames = frames_from_source(args.input, args.frames) if args.input else synthetic_frames(args.frames)
+        batches = make_batches(frames, backend.spec, args.batch)
+        result = benchmark_backend(backend, batches, args.iterations, args.warmup)
+        return {
+            "model": os.path.abspath(args.model),
+            "backend": backend.name,
+            "backend_detail": backend.detail,
+            "model_input": [backend.spec.height, backend.spec.width],
+            "input": redact_url(args.input) if args.input else f"synthetic {frames[0].shape[1]}x{frames[0].shape[0]}",
+            "frames": len(frames),
+            **result,
+            "environment": environment(),
+        }
+
+
+def bench_main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``depth-bench``; returns the exit status."""
+    args, status = _parse(bench_parser(), argv)
+    if args is None:
+        return status
+    _configure_logging(quiet=True)
+    try:
+        report = _bench(args)
+    except (EdgeDepthError, OSError) as exc:
+        return _fail("depth-bench", str(exc))
+    except KeyboardInterrupt:
+        return _fail("depth-bench", "interrupted")
+    latency = report["latency_ms"]
+    print(
+        f"{report['backend_detail']}: p50 {latency['p50']:.2f} ms, p90 {latency['p90']:.2f} ms, "
+        f"p99 {latency['p99']:.2f} ms, {report['throughput_fps']:.1f} images/s (batch {report['batch']})"
+    )
+    if args.json:
+        write_json_atomic(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main())

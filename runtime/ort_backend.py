@@ -1,0 +1,133 @@
+"""ONNX Runtime backend: TensorRT EP > CUDA EP > CPU EP, whichever this onnxruntime build has."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from edgedepth.errors import BackendError
+from edgedepth.runtime.backend import Backend
+from edgedepth.spec import ModelSpec
+
+#: Preference order; the first available one runs each node it supports.
+PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+ProviderEntry = Union[str, Tuple[str, Dict[str, Any]]]
+
+
+def select_providers(available: Sequence[str], requested: Optional[Sequence[str]] = None) -> List[str]:
+    """Providers to ask for, best first: ``requested`` (all must exist) or the preference order."""
+    if requested:
+        missing = [name for name in requested if name not in available]
+        if missing:
+            raise BackendError(
+                f"ONNX Runtime providers {missing} are not in this onnxruntime build (it has {list(available)}); "
+                "install onnxruntime-gpu (desktop) or the JetPack onnxruntime wheel (Jetson) for GPU providers"
+            )
+        return list(requested)
+    chosen = [name for name in PROVIDER_PREFERENCE if name in available]
+    return chosen or ["CPUExecutionProvider"]
+
+
+def default_trt_cache_dir() -> Path:
+    """Where the TensorRT EP keeps its built engines, so only the first run pays the build."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "edgedepth" / "ort-tensorrt"
+
+
+def provider_entries(providers: Sequence[str], trt_cache_dir: Optional[Path] = None) -> List[ProviderEntry]:
+    """Attach options: the TensorRT EP caches engines (a first build takes minutes on a Jetson)."""
+    entries: List[ProviderEntry] = []
+    for name in providers:
+        if name == "TensorrtExecutionProvider":
+            cache = Path(trt_cache_dir or default_trt_cache_dir())
+            cache.mkdir(parents=True, exist_ok=True)
+            entries.append((name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}))
+        else:
+            entries.append(name)
+    return entries
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an edgedepth ONNX file (spec from its metadata) with ONNX Runtime."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path: str,
+        providers: Optional[Sequence[str]] = None,
+        threads: Optional[int] = None,
+        trt_cache_dir: Optional[str] = None,
+    ) -> None:
+        ort = _import_onnxruntime()
+        chosen = select_providers(ort.get_available_providers(), providers)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        entries = provider_entries(chosen, Path(trt_cache_dir) if trt_cache_dir else None)
+        try:
+            self._session = ort.InferenceSession(model_path, sess_options=options, providers=entries)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BackendError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
+        super().__init__(self._read_spec(model_path), model_path)
+        self._input_name, self._batch_dim = self._check_io()
+
+    def _read_spec(self, model_path: str) -> ModelSpec:
+        # Read through onnxruntime so a Jetson runtime install needs no `onnx` package.
+        props = dict(self._session.get_modelmeta().custom_metadata_map)
+        return ModelSpec.from_metadata_props(props, source=model_path)
+
+    @property
+    def providers(self) -> List[str]:
+        """Providers the session actually uses, best first."""
+        return list(self._session.get_providers())
+
+    @property
+    def detail(self) -> str:
+        return f"onnxruntime ({self.providers[0]})"
+
+    def _check_io(self) -> Tuple[str, Optional[int]]:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        input_names = [item.name for item in inputs]
+        if self.spec.input_name not in input_names:
+            raise BackendError(
+                f"{self.model_path} has inputs {input_names} but its spec names {self.spec.input_name!r}; re-export it"
+            )
+        if self.spec.output_name not in [item.name for item in outputs]:
+            raise BackendError(
+                f"{self.model_path} has outputs {[o.name for o in outputs]} but its spec names "
+                f"{self.spec.output_name!r}; re-export it"
+            )
+        batch_dim = inputs[input_names.index(self.spec.input_name)].shape[0]
+        return self.spec.input_name, batch_dim if isinstance(batch_dim, int) else None
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        step = self._batch_dim or batch.shape[0]
+        if batch.shape[0] % step:
+            raise BackendError(
+                f"{self.model_path} has a fixed batch of {step}; got {batch.shape[0]} images. Export with a dynamic batch"
+            )
+        # A fixed-batch model still serves bigger batches, one model batch at a time.
+        parts = [self._run_one(batch[start : start + step]) for start in range(0, batch.shape[0], step)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def _run_one(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run([self.spec.output_name], {self._input_name: batch})[0]
+
+    def _release(self) -> None:
+        self._session = None
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendError(
+            "onnxruntime is not installed: `pip install onnxruntime` (CPU), onnxruntime-gpu (desktop CUDA), or "
+            "the JetPack onnxruntime-gpu wheel from the Jetson Zoo on a Jetson"
+        ) from exc
+    return onnxruntime
+

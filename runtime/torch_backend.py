@@ -1,0 +1,57 @@
+"""PyTorch backend: runs a training checkpoint directly (the reference the other backends match).
+
+This is the only runtime module that imports torch, and only when the PyTorch backend is chosen.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from edgedepth.errors import BackendError
+from edgedepth.runtime.backend import Backend
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendError(
+            "the PyTorch backend needs torch: install the `train` extra, or run an ONNX file/engine instead"
+        ) from exc
+    return torch
+
+
+class PyTorchBackend(Backend):
+    """Runs a checkpoint written by ``depth-train`` (spec stored inside it)."""
+
+    name = "pytorch"
+
+    def __init__(self, model_path: str, device: Optional[str] = None, threads: Optional[int] = None) -> None:
+        torch = _import_torch()
+        from edgedepth.training.checkpoint import load_checkpoint
+
+        self._torch = torch
+        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendError(f"device {device!r} was asked for but torch sees no CUDA device; use --device cpu")
+        if threads:
+            torch.set_num_threads(int(threads))
+        model, spec = load_checkpoint(model_path, map_location="cpu")
+        super().__init__(spec, model_path)
+        self._model = model.to(self._device).eval()
+
+    @property
+    def detail(self) -> str:
+        return f"pytorch ({self._device})"
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            output = self._model(torch.from_numpy(batch).to(self._device))
+        return output.float().cpu().numpy()
+
+    def _release(self) -> None:
+        self._model = None
+        if self._device.type == "cuda":
+            self._torch.cuda.empty_cache()
