@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import colorsys
 import concurrent.futures
+import concurrent.futures.process
 import logging
 import math
 import multiprocessing
@@ -918,9 +919,20 @@ class SyntheticScenes(Dataset):
                 for i in range(self.num_samples)]
         with tqdm(total=len(jobs), disable=len(jobs) <= PROGRESS_THRESHOLD, unit="sample",
                   desc=f"rendering synthetic {self.split}") as progress:
-            for i, (rgb, depth) in enumerate(self._render_jobs(jobs)):
-                records["rgb"][i], records["depth"][i] = rgb, depth
-                progress.update()
+            done = 0
+            try:
+                for rgb, depth in self._render_jobs(jobs):
+                    records["rgb"][done], records["depth"][done] = rgb, depth
+                    done += 1
+                    progress.update()
+            except concurrent.futures.process.BrokenProcessPool as exc:
+                # Worker start-up fails where __main__ cannot be re-imported (``python -``, some
+                # notebooks); rendering is deterministic per index, so finish in this process.
+                LOGGER.warning("synthetic render workers failed (%s): rendering in this process", exc)
+                for rgb, depth in map(_render_job, jobs[done:]):
+                    records["rgb"][done], records["depth"][done] = rgb, depth
+                    done += 1
+                    progress.update()
         return records
 
     def _render_jobs(self, jobs: List[RenderJob]):
