@@ -221,3 +221,21 @@ def test_bad_arguments_are_refused(kwargs, message):
     arguments = {**dict(split="train", height=8, width=8, num_samples=1), **kwargs}
     with pytest.raises(DataError, match=message):
         SyntheticScenes(**arguments)
+
+
+def test_write_clip_gives_a_playable_pan(tmp_path):
+    import cv2
+
+    from edgedepth.training.data.synthetic import write_clip
+
+    path = write_clip(tmp_path / "pan.mp4", frames=6, height=64, width=96, seed=3)
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame.astype(int))
+    assert len(frames) == 6 and frames[0].shape == (64, 96, 3)
+    assert abs(frames[0] - frames[1]).mean() > 5, "the camera moves between frames"
+    assert [p.name for p in tmp_path.iterdir()] == ["pan.mp4"], "no staging file is left behind"
