@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+
+# On a shared 2-core machine OpenMP's busy-waiting threads slow torch down several times when
+# another process runs; passive waiting costs nothing measurable when the machine is idle.
+# Set before any test module imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _has_tensorrt_gpu() -> bool:
