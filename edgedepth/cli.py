@@ -19,6 +19,7 @@ STAGES: Dict[str, str] = {
     "export": "edgedepth.export.cli:main",
     "run": "edgedepth.runtime.cli:run_main",
     "bench": "edgedepth.runtime.cli:bench_main",
+    "parity": "edgedepth.parity.cli:main",
 }
 
 _OPTIONAL_PACKAGES = ("torch", "onnx", "onnxruntime", "cv2", "tensorrt", "pycuda", "modelopt")

@@ -1,0 +1,36 @@
+"""Accuracy parity (``depth-parity``): every artifact judged against the PyTorch checkpoint.
+
+* :mod:`.inputs` - the built-in structured set, folders/globs/videos, datasets with depth;
+* :mod:`.artifacts` - a candidate's kind, precision (from the graph or engine sidecar), spec, sha256;
+* :mod:`.compare` - tensor error statistics and depth agreement, per input and over the set;
+* :mod:`.budgets` / :mod:`.checks` - budgets per precision and the verdict;
+* :mod:`.runner` - ``run_parity(ParityOptions)``; :mod:`.report` / :mod:`.pictures` - JSON, Markdown, PNG;
+* :mod:`.cli` - the command.
+
+Importing this package imports neither torch, ONNX Runtime nor TensorRT; running it does (the
+reference is the checkpoint in PyTorch).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ParityOptions": "edgedepth.parity.runner",
+    "ParityResult": "edgedepth.parity.runner",
+    "run_parity": "edgedepth.parity.runner",
+    "ParityUsageError": "edgedepth.parity.artifacts",
+    "describe_artifact": "edgedepth.parity.artifacts",
+    "compare_depth": "edgedepth.parity.compare",
+    "load_budgets": "edgedepth.parity.budgets",
+    "DEFAULT_BUDGETS": "edgedepth.parity.budgets",
+    "builtin_images": "edgedepth.parity.inputs",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'edgedepth.parity' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
