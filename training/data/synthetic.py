@@ -42,7 +42,7 @@ from edgedepth.io import atomic_path
 LOGGER = logging.getLogger(__name__)
 
 #: Bump whenever a change alters rendered pixels: it is part of every cache key.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: NYU Depth v2 RGB intrinsics (fx, fy, cx, cy) at 640x480, scaled to the output size.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
 NYU_SIZE = (480, 640)
@@ -670,8 +670,12 @@ def sample_material(rng: np.random.Generator, role: str) -> Material:
 
 
 def sample_room(rng: np.random.Generator) -> Room:
-    """A room 3-8 m wide and long, 2.5-3.5 m high; walls share one material 60% of the time."""
-    size = _vec(rng.uniform([3.0, 2.5, 3.0], [8.0, 3.5, 8.0]))
+    """A room 3-8 m wide and long, 2.6-3.2 m high; walls share one material 60% of the time.
+
+    Ceiling and camera heights vary only as much as they do in real homes and offices: these
+    are the cues that tie the picture to metres, as they do for NYU's hand-held Kinect.
+    """
+    size = _vec(rng.uniform([3.0, 2.6, 3.0], [8.0, 3.2, 8.0]))
     floor, ceiling = sample_material(rng, "floor"), sample_material(rng, "ceiling")
     shared = sample_material(rng, "wall")
     if rng.random() < 0.6:
@@ -681,9 +685,10 @@ def sample_room(rng: np.random.Generator) -> Room:
 
 
 def sample_camera(rng: np.random.Generator, room_size: Vec3) -> Camera:
-    """A camera 0.6-1.8 m high, looking roughly towards the middle of the room, pitched -26..+7 deg."""
+    """A camera 1.1-1.5 m high (hand-held or robot mast), looking towards the middle of the room,
+    pitched -26..+7 deg."""
     width, height, length = room_size
-    position = (float(rng.uniform(0.4, width - 0.4)), float(rng.uniform(0.6, min(1.8, height - 0.4))),
+    position = (float(rng.uniform(0.4, width - 0.4)), float(rng.uniform(1.1, 1.5)),
                 float(rng.uniform(0.4, length - 0.4)))
     target = (rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * length)
     yaw = math.atan2(target[0] - position[0], target[1] - position[2]) + rng.normal(0.0, 0.35)
