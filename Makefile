@@ -14,7 +14,7 @@ STAMP := $(VENV)/.edgedepth-installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[train,export,runtime,calib,dev]"
+	$(PY) -m pip install -q -e ".[train,export,runtime,calib,modelopt,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -17,6 +17,7 @@ STAGES: Dict[str, str] = {
     "eval": "edgedepth.training.cli:eval_main",
     "ablate": "edgedepth.training.ablate:ablate_main",
     "export": "edgedepth.export.cli:main",
+    "calib": "edgedepth.calib.cli:main",
     "run": "edgedepth.runtime.cli:run_main",
     "bench": "edgedepth.runtime.cli:bench_main",
     "parity": "edgedepth.parity.cli:main",

@@ -1,0 +1,465 @@
+"""Legacy implicit INT8 for TensorRT 8.5 to 10.x (JetPack 5 and 6): calibrator adapter and keyed cache.
+
+TensorRT 10.1 deprecated the calibrator API in favour of Q/DQ ONNX and TensorRT 11 removed it,
+but JetPack 5 (TensorRT 8.5) and 6 (8.6 / 10.3) users still build INT8 engines with
+``IInt8EntropyCalibrator2`` / ``IInt8MinMaxCalibrator`` and a calibration cache.
+
+The calibrator here is a thin adapter: the calibration images come from the same calibration set
+as the Q/DQ path (same sampling, same preprocessing); device memory comes from the runtime's CUDA
+helper (pycuda or cuda-python). The cache TensorRT writes says nothing about the model it belongs
+to, so a JSON key file travels with it (``model.calib`` -> ``model.calib.json``): the FP32 ONNX's
+sha256, the preprocessing hash, the input shape and the algorithm. A cache whose key differs
+(re-exported model, other input size or normalisation) or that has no key file is refused with a
+message naming the difference: a stale cache silently gives a wrong engine.
+
+TensorRT is imported only inside the functions that need it; the class is created by
+:func:`create_calibrator` because its base class lives in the ``tensorrt`` module.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from tqdm import tqdm
+
+from edgedepth.calib.dataset import (
+    DEFAULT_NUM_IMAGES,
+    CalibrationSet,
+    build_calibration_set,
+    calibration_batches,
+    preprocess_hash,
+)
+from edgedepth.calib.errors import CalibrationCacheError, CalibrationError
+from edgedepth.io import sha256_file, write_bytes_atomic, write_json_atomic
+from edgedepth.spec import ModelSpec
+
+CACHE_FORMAT = "edgedepth.trt_calibration_cache/1"
+#: Our method names -> TensorRT calibrator classes (TensorRT has no percentile calibrator).
+ALGORITHMS = {"entropy": "IInt8EntropyCalibrator2", "minmax": "IInt8MinMaxCalibrator"}
+DEFAULT_ALGORITHM = "minmax"
+WORKSPACE_BYTES = 1 << 30
+PathLike = Union[str, Path]
+CalibrationData = Union[None, str, Sequence[str], np.ndarray, CalibrationSet]
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache key (pure logic, no TensorRT)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What a calibration cache is valid for."""
+
+    model_sha256: str
+    preprocess_hash: str
+    input_shape: Tuple[int, ...]
+    algorithm: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["input_shape"] = list(self.input_shape)
+        return data
+
+
+_KEY_EXPLANATIONS = {
+    "model_sha256": "the ONNX changed (re-exported or retrained)",
+    "preprocess_hash": "the input size, normalisation or colour order changed",
+    "input_shape": "the calibration batch or input size changed",
+    "algorithm": "the calibrator algorithm changed",
+}
+
+
+def cache_sidecar_path(cache_path: PathLike) -> Path:
+    """``model.calib`` -> ``model.calib.json``: the key file beside a calibration cache."""
+    path = Path(cache_path)
+    return path.with_name(path.name + ".json")
+
+
+def cache_key(onnx_path: PathLike, spec: ModelSpec, batch_size: int, algorithm: str) -> CacheKey:
+    """The key of a cache for this FP32 ONNX, its preprocessing, batch and algorithm."""
+    check_algorithm(algorithm)
+    shape = (int(batch_size), 3, spec.height, spec.width)
+    return CacheKey(sha256_file(onnx_path), preprocess_hash(spec), shape, algorithm)
+
+
+def check_algorithm(algorithm: str) -> None:
+    if algorithm not in ALGORITHMS:
+        raise CalibrationError(
+            f"TensorRT calibrators are {', '.join(f'{k} ({v})' for k, v in ALGORITHMS.items())}; "
+            f"{algorithm!r} has none: use --method minmax or entropy for --cache"
+        )
+
+
+def key_differences(expected: CacheKey, found: Dict[str, Any]) -> List[str]:
+    """Human-readable differences between the expected key and a stored one."""
+    wanted = expected.to_dict()
+    return [
+        f"{name}: cache has {found.get(name)!r}, this build needs {wanted[name]!r} ({_KEY_EXPLANATIONS[name]})"
+        for name in wanted
+        if found.get(name) != wanted[name]
+    ]
+
+
+def _read_sidecar(cache_path: Path) -> Dict[str, Any]:
+    sidecar_path = cache_sidecar_path(cache_path)
+    if not sidecar_path.is_file():
+        raise CalibrationCacheError(
+            f"calibration cache {cache_path} has no key file {sidecar_path.name}: nothing says which model, "
+            f"preprocessing and input shape it was made for; delete {cache_path} to recalibrate"
+        )
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CalibrationCacheError(f"{sidecar_path} is unreadable ({exc}); delete {cache_path} to recalibrate") from exc
+    if not isinstance(sidecar, dict) or sidecar.get("format") != CACHE_FORMAT:
+        raise CalibrationCacheError(f"{sidecar_path} is not an edgedepth cache key ({CACHE_FORMAT}); delete {cache_path}")
+    return sidecar
+
+
+def check_cache(cache_path: PathLike, key: CacheKey) -> bool:
+    """True when a cache valid for ``key`` exists, False when there is none (calibration will write it).
+
+    Raises CalibrationCacheError for a cache without key file, with another key, or changed since.
+    """
+    cache_path = Path(cache_path)
+    if not cache_path.is_file():
+        return False
+    sidecar = _read_sidecar(cache_path)
+    differences = key_differences(key, sidecar.get("key", {}))
+    if differences:
+        raise CalibrationCacheError(
+            f"calibration cache {cache_path} is stale: {'; '.join(differences)}; delete it to recalibrate "
+            "(or pass another --cache path)"
+        )
+    if sha256_file(cache_path) != sidecar.get("cache_sha256"):
+        raise CalibrationCacheError(f"calibration cache {cache_path} changed after its key was written; delete it")
+    return True
+
+
+def read_cache(cache_path: PathLike, key: CacheKey) -> Optional[bytes]:
+    """The cache bytes when valid for ``key``, None when absent (stale caches raise)."""
+    return Path(cache_path).read_bytes() if check_cache(cache_path, key) else None
+
+
+def write_cache(cache_path: PathLike, key: CacheKey, data: bytes, details: Optional[Dict[str, Any]] = None) -> None:
+    """Write the cache, then its key file (with the cache's sha256, so a torn pair is detected)."""
+    cache_path = Path(cache_path)
+    write_bytes_atomic(cache_path, bytes(data))
+    sidecar = dict(details or {})  # our fields last: details cannot overwrite the key
+    sidecar.update(
+        format=CACHE_FORMAT,
+        key=key.to_dict(),
+        cache_sha256=sha256_file(cache_path),
+        written_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    write_json_atomic(cache_sidecar_path(cache_path), sidecar)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches for the calibrator (pure logic)
+# ---------------------------------------------------------------------------------------------
+
+
+class BatchFeeder:
+    """Hands out the calibration batches one at a time, each checked against the key's input shape."""
+
+    def __init__(self, batches: Sequence[np.ndarray], input_shape: Tuple[int, ...]) -> None:
+        for batch in batches:
+            if tuple(batch.shape) != tuple(input_shape) or batch.dtype != np.float32:
+                raise CalibrationError(
+                    f"calibration batch {batch.shape} {batch.dtype} does not match the network input "
+                    f"{tuple(input_shape)} float32"
+                )
+        self.batches = list(batches)
+        self.served = 0
+        self.progress: Optional[tqdm] = None
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def next(self) -> Optional[np.ndarray]:
+        """The next batch, or None when all were served (TensorRT then stops calibrating)."""
+        if self.progress is None and self.batches:
+            self.progress = tqdm(total=len(self.batches), desc="TensorRT calibration", unit="batch", leave=False)
+        if self.served >= len(self.batches):
+            if self.progress is not None:
+                self.progress.close()
+            return None
+        batch = self.batches[self.served]
+        self.served += 1
+        self.progress.update(1)
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# The TensorRT adapter (lazy)
+# ---------------------------------------------------------------------------------------------
+
+
+def import_tensorrt() -> Any:
+    """``tensorrt`` (BackendError with install advice when missing)."""
+    from edgedepth.runtime.trt_backend import import_tensorrt as runtime_import
+
+    return runtime_import()
+
+
+def open_cuda_memory() -> Any:
+    """Device memory through pycuda or cuda-python (the runtime's helper)."""
+    from edgedepth.runtime.trt_backend import open_cuda_memory as runtime_open
+
+    return runtime_open()
+
+
+def calibrator_base(trt: Any, algorithm: str) -> type:
+    """The TensorRT calibrator class for ``algorithm``; CalibrationError on TensorRT 11+."""
+    check_algorithm(algorithm)
+    base = getattr(trt, ALGORITHMS[algorithm], None)
+    if base is None:
+        raise CalibrationError(
+            f"TensorRT {getattr(trt, '__version__', '?')} has no {ALGORITHMS[algorithm]}: TensorRT 11 removed implicit "
+            "INT8 calibration; build the engine from the Q/DQ ONNX that `depth-calib --output` writes"
+        )
+    return base
+
+
+def create_calibrator(
+    batches: Optional[Sequence[np.ndarray]],
+    cache_path: PathLike,
+    key: CacheKey,
+    details: Optional[Dict[str, Any]] = None,
+) -> Any:
+    """A TensorRT INT8 calibrator over ``batches`` that reads/writes the keyed cache at ``cache_path``.
+
+    A valid cache makes TensorRT skip calibration (``batches`` may then be None); a stale or
+    foreign cache raises CalibrationCacheError here, before any build starts (TensorRT would only
+    print an exception raised inside its callbacks). Call ``calibrator.check()`` after the build to
+    raise what went wrong inside a callback, and ``calibrator.close()`` to free device memory.
+    """
+    trt = import_tensorrt()
+    base = calibrator_base(trt, key.algorithm)
+    has_cache = check_cache(cache_path, key)
+    if not has_cache and not batches:
+        raise CalibrationError(
+            f"no calibration cache at {cache_path} and no calibration images to create one: pass calibration data "
+            "(a folder of images, a video or a dataset config)"
+        )
+    feeder = BatchFeeder(batches or [], key.input_shape)
+    return _adapter_class(base)(feeder, Path(cache_path), key, dict(details or {}))
+
+
+def _adapter_class(base: type) -> type:
+    class EdgeDepthCalibrator(base):  # type: ignore[misc, valid-type]
+        """TensorRT calibrator over edgedepth calibration batches with a keyed cache."""
+
+        def __init__(self, feeder: BatchFeeder, cache_path: Path, key: CacheKey, details: Dict[str, Any]) -> None:
+            base.__init__(self)  # pybind11 trampolines need the base constructor called explicitly
+            self.feeder, self.cache_path, self.key, self.details = feeder, cache_path, key, details
+            self.memory: Any = None
+            self.device_pointer: Optional[int] = None
+            self.error: Optional[BaseException] = None
+            self.cache_written = False
+
+        def get_batch_size(self) -> int:
+            return int(self.key.input_shape[0])
+
+        def get_batch(self, names: List[str]) -> Optional[List[int]]:
+            try:
+                batch = self.feeder.next()
+                if batch is None:
+                    return None
+                if self.memory is None:
+                    self.memory = open_cuda_memory()
+                    self.device_pointer = self.memory.device(batch.nbytes)
+                self.memory.copy_to_device_async(self.device_pointer, batch)
+                self.memory.synchronize()
+                return [int(self.device_pointer)] * len(names)
+            except Exception as exc:  # TensorRT would swallow it and stop calibrating silently
+                self.error = exc
+                return None
+
+        def read_calibration_cache(self) -> Optional[bytes]:
+            try:
+                return read_cache(self.cache_path, self.key)
+            except Exception as exc:
+                self.error = exc
+                return None
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            try:
+                details = dict(self.details, calibration_batches=self.feeder.served)
+                write_cache(self.cache_path, self.key, bytes(cache), details)
+                self.cache_written = True
+            except Exception as exc:
+                self.error = exc
+
+        def check(self) -> None:
+            """Raise the first error a TensorRT callback hit."""
+            if self.error is not None:
+                raise CalibrationError(f"TensorRT calibration callback failed: {self.error}") from self.error
+
+        def close(self) -> None:
+            if self.memory is not None and self.device_pointer is not None:
+                self.memory.free_device(self.device_pointer)
+                self.memory.close()
+            self.memory, self.device_pointer = None, None
+
+    return EdgeDepthCalibrator
+
+
+def tensorrt_installed() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points: for `depth-export engine --precision int8 --calib-cache` and `depth-calib --cache`
+# ---------------------------------------------------------------------------------------------
+
+
+def _calibration_array(data: CalibrationData, spec: ModelSpec, num_images: int, split: str) -> Optional[np.ndarray]:
+    if data is None:
+        return None
+    if isinstance(data, CalibrationSet):
+        return data.calibration
+    if isinstance(data, np.ndarray):
+        return data.astype(np.float32, copy=False)
+    sources = [data] if isinstance(data, str) else list(data)
+    return build_calibration_set(spec, sources, num_images=num_images, num_eval=0, split=split).calibration
+
+
+def read_key_file(cache_path: PathLike) -> Dict[str, Any]:
+    """The key file beside a cache (key, algorithm, higher-precision nodes...); CalibrationCacheError
+    when the cache has none or it is not ours."""
+    return _read_sidecar(Path(cache_path))
+
+
+def _stored_choice(cache_path: PathLike, method: Optional[str], batch_size: Optional[int]) -> Tuple[str, int]:
+    """Method and batch: as given, else as the existing cache's key file says, else the defaults."""
+    stored = read_key_file(cache_path).get("key", {}) if Path(cache_path).is_file() else {}
+    method = method or stored.get("algorithm") or DEFAULT_ALGORITHM
+    batch_size = batch_size or (stored.get("input_shape") or [1])[0]
+    return method, int(batch_size)
+
+
+def verify_cache_for_onnx(onnx_path: PathLike, cache_path: PathLike) -> Dict[str, Any]:
+    """Check that the cache at ``cache_path`` was made for this FP32 ONNX and its preprocessing.
+
+    For ``depth-export engine --precision int8 --calib-cache``: returns the key file (``key``
+    with ``algorithm`` and ``input_shape``, ``higher_precision_nodes`` to pin to FP16/FP32,
+    ``tensorrt_version``...). Raises CalibrationError when the cache is missing and
+    CalibrationCacheError when it is stale or foreign.
+    """
+    from edgedepth.export.onnx_info import read_spec
+
+    if not Path(cache_path).is_file():
+        raise CalibrationError(f"calibration cache {cache_path} not found: make one with `depth-calib --cache`")
+    method, batch_size = _stored_choice(cache_path, None, None)
+    check_cache(cache_path, cache_key(onnx_path, read_spec(onnx_path), batch_size, method))
+    return read_key_file(cache_path)
+
+
+def build_int8_calibrator(
+    onnx_path: PathLike,
+    cache_path: PathLike,
+    data: CalibrationData = None,
+    method: Optional[str] = None,
+    batch_size: Optional[int] = None,
+    num_images: int = DEFAULT_NUM_IMAGES,
+    split: str = "val",
+    details: Optional[Dict[str, Any]] = None,
+) -> Any:
+    """A TensorRT 8.5-10.x INT8 calibrator for the FP32 ONNX at ``onnx_path``, keyed cache at ``cache_path``.
+
+    ``data``: None (the cache must exist and match), calibration source path(s) (folder, video,
+    dataset config; sampled and preprocessed with the ONNX's spec), a preprocessed N x 3 x H x W
+    array or a :class:`CalibrationSet`. ``method`` / ``batch_size`` default to what an existing
+    cache's key file says (else minmax, 1). Use it as ``config.int8_calibrator``; after the build
+    call ``calibrator.check()`` then ``calibrator.close()``.
+    """
+    from edgedepth.export.onnx_info import read_spec
+
+    spec = read_spec(onnx_path)
+    method, batch_size = _stored_choice(cache_path, method, batch_size)
+    key = cache_key(onnx_path, spec, batch_size, method)
+    if check_cache(cache_path, key):
+        return create_calibrator(None, cache_path, key, details)
+    array = _calibration_array(data, spec, num_images, split)
+    batches = calibration_batches(array, batch_size) if array is not None else None
+    return create_calibrator(batches, cache_path, key, details)
+
+
+def _network_flags(trt: Any) -> int:
+    """EXPLICIT_BATCH on TensorRT 8.x (required for ONNX); 10.x ignores it (and warns), 11 removed it."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+    major = int(str(getattr(trt, "__version__", "0")).split(".")[0] or 0)
+    return 1 << int(flag) if flag is not None and major < 10 else 0
+
+
+def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
+    network = builder.create_network(_network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise CalibrationError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    return network, parser
+
+
+def _profile_for_dynamic_input(trt: Any, builder: Any, network: Any, config: Any, shape: Tuple[int, ...]) -> None:
+    tensor = network.get_input(0)
+    if all(int(d) > 0 for d in tensor.shape):
+        return
+    profile = builder.create_optimization_profile()
+    profile.set_shape(tensor.name, shape, shape, shape)
+    config.add_optimization_profile(profile)
+    config.set_calibration_profile(profile)
+
+
+def calibrate_with_tensorrt(onnx_path: PathLike, calibrator: Any) -> None:
+    """Run TensorRT's INT8 calibration (an INT8 build of ``onnx_path``; the engine is discarded).
+
+    The cache it writes is what ``depth-export engine --precision int8 --calib-cache`` reuses.
+    """
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network, _parser = _parse(trt, builder, logger, Path(onnx_path))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    config.set_flag(trt.BuilderFlag.INT8)
+    _profile_for_dynamic_input(trt, builder, network, config, calibrator.key.input_shape)
+    config.int8_calibrator = calibrator
+    try:
+        plan = builder.build_serialized_network(network, config)
+        calibrator.check()
+    finally:
+        calibrator.close()
+    if plan is None:
+        raise CalibrationError(f"TensorRT's INT8 build of {onnx_path} failed (see the TensorRT log above)")
+
+
+def write_tensorrt_cache(
+    onnx_path: PathLike, calibration: np.ndarray, cache_path: PathLike, method: str,
+    batch_size: int = 1, details: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """Calibrate with TensorRT and write ``cache_path`` + key file; reuse a valid existing cache.
+
+    Returns what the report says about it.
+    """
+    trt = import_tensorrt()
+    details = dict(details or {}, tensorrt_version=str(getattr(trt, "__version__", "?")))
+    calibrator = build_int8_calibrator(onnx_path, cache_path, calibration, method, batch_size, details=details)
+    reused = len(calibrator.feeder) == 0  # a valid cache: TensorRT reads it instead of calibrating
+    if not reused:
+        calibrate_with_tensorrt(onnx_path, calibrator)
+        if not calibrator.cache_written:
+            raise CalibrationError(f"TensorRT finished without writing a calibration cache to {cache_path}")
+    return {
+        "path": str(cache_path), "key_file": str(cache_sidecar_path(cache_path)), "reused": reused,
+        "algorithm": ALGORITHMS[method], "tensorrt": str(getattr(trt, "__version__", "?")),
+        "key": calibrator.key.to_dict(), "batches": calibrator.feeder.served,
+    }

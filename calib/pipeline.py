@@ -1,0 +1,373 @@
+"""``depth-calib`` as a library call: calibration set -> Q/DQ ONNX -> budget check -> fallback -> outputs.
+
+Nothing is written to ``--output`` unless the INT8 graph meets the budget against FP32 on held-out
+images (``--keep-failed`` writes an over-budget graph to a clearly named file instead). The
+report is always written. The output ONNX carries the model spec with its INT8 provenance.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from edgedepth import __version__
+from edgedepth.calib import qdq
+from edgedepth.calib.budget import Agreement, Budget, Evaluator
+from edgedepth.calib.dataset import (
+    DEFAULT_NUM_EVAL,
+    DEFAULT_NUM_IMAGES,
+    CalibrationSet,
+    attach_held_out,
+    build_calibration_set,
+    check_counts,
+    evenly_spaced,
+    load_calibration_set,
+    save_calibration_set,
+)
+from edgedepth.calib.errors import BudgetFailed, CalibrationError
+from edgedepth.calib.quantizers import METHODS, choose_quantizer, create_quantizer, graph_batch_size
+from edgedepth.calib.report import CalibrationReport, report_paths, write_report
+from edgedepth.calib.sensitivity import (
+    DEFAULT_MAX_FALLBACK,
+    DEFAULT_TOP_K,
+    RANKING_IMAGES,
+    FallbackResult,
+    KeptNodes,
+    activation_noise,
+    greedy_fallback,
+    group_scores,
+    rank_nodes,
+)
+from edgedepth.export import onnx_info
+from edgedepth.io import atomic_path, sha256_file
+from edgedepth.spec import ModelSpec
+
+Log = Callable[[str], None]
+DEFAULT_METHOD = "minmax"
+
+
+@dataclass
+class CalibrationRequest:
+    """What ``depth-calib`` was asked to do (see ``depth-calib --help``)."""
+
+    onnx: Path
+    output: Optional[Path] = None
+    data: List[str] = field(default_factory=list)
+    eval_data: List[str] = field(default_factory=list)
+    split: str = "val"
+    num_images: int = DEFAULT_NUM_IMAGES
+    num_eval: int = DEFAULT_NUM_EVAL
+    method: str = DEFAULT_METHOD
+    quantizer: str = "auto"
+    target: str = "tensorrt"
+    exclude: List[str] = field(default_factory=list)
+    budget: Budget = field(default_factory=Budget)
+    max_fallback: int = DEFAULT_MAX_FALLBACK
+    top_k: int = DEFAULT_TOP_K
+    keep_failed: bool = False
+    cache: Optional[Path] = None
+    save_set: Optional[Path] = None
+    load_set: Optional[Path] = None
+    report: Optional[Path] = None
+
+
+def over_budget_path(output: Path) -> Path:
+    """``model.int8.onnx`` -> ``model.int8.over-budget.onnx`` (where --keep-failed writes)."""
+    return output.with_name(f"{output.stem}.over-budget{output.suffix or '.onnx'}")
+
+
+def check_request(request: CalibrationRequest) -> None:
+    """Refuse contradictory or impossible requests before any work."""
+    if not request.output and not request.cache:
+        raise CalibrationError("nothing to write: pass --output model.int8.onnx (Q/DQ) and/or --cache model.calib (TensorRT)")
+    if request.output and Path(request.output).resolve() == Path(request.onnx).resolve():
+        raise CalibrationError(f"--output {request.output} would overwrite the FP32 --onnx; choose another name")
+    if bool(request.data) == bool(request.load_set):
+        raise CalibrationError("pass calibration images with --data SOURCE, or a saved set with --load-set FILE.npy (one of them)")
+    if request.method not in METHODS:
+        raise CalibrationError(f"--method {request.method!r} is unknown: choose one of {', '.join(METHODS)}")
+    if request.max_fallback < 0 or request.top_k < 0:
+        raise CalibrationError(f"--max-fallback {request.max_fallback} / --sensitivity-top-k {request.top_k} must be >= 0")
+    if request.cache:
+        _check_tensorrt_request(request.method)
+
+
+def _check_tensorrt_request(method: str) -> None:
+    from edgedepth.calib.legacy import check_algorithm, tensorrt_installed
+
+    check_algorithm(method)
+    if not tensorrt_installed():
+        raise CalibrationError(
+            "--cache needs TensorRT 8.5-10.x and a GPU (JetPack 5/6 or a desktop): TensorRT is not importable here; "
+            "drop --cache and build the engine from the Q/DQ ONNX, or run this on the Jetson"
+        )
+
+
+def source_spec(onnx_path: Path) -> ModelSpec:
+    """The spec of the FP32 ONNX (refusing an FP16 or already-INT8 graph)."""
+    precision = onnx_info.onnx_precision(onnx_path)
+    if precision != "fp32":
+        raise CalibrationError(
+            f"{onnx_path} is already {precision.upper()}: calibrate the FP32 ONNX that `depth-export onnx` writes"
+        )
+    return onnx_info.read_spec(onnx_path)
+
+
+def calibration_set(request: CalibrationRequest, spec: ModelSpec, need_held_out: bool, log: Log) -> CalibrationSet:
+    """Build or load the preprocessed images (and save them when asked)."""
+    num_eval = request.num_eval if need_held_out else 0
+    if request.load_set:
+        cset = load_calibration_set(request.load_set, spec)
+        if request.eval_data:
+            attach_held_out(cset, spec, request.eval_data, num_eval or DEFAULT_NUM_EVAL, request.split)
+        check_counts(cset, need_held_out)
+    else:
+        cset = build_calibration_set(spec, request.data, request.num_images, num_eval, request.eval_data, request.split)
+    if request.save_set:
+        save_calibration_set(request.save_set, cset, spec)
+        log(f"saved the preprocessed set to {request.save_set}")
+    for warning in cset.warnings:
+        log(f"warning: {warning}")
+    return cset
+
+
+class QuantizationRun:
+    """One fully quantized graph and the variants that keep chosen nodes in higher precision.
+
+    The back end quantizes once (only the always-kept nodes excluded); every variant is graph
+    surgery on that graph (:func:`qdq.keep_float_inputs`, float weights restored from the FP32
+    graph), checked in ONNX Runtime against FP32 on the held-out images.
+    """
+
+    def __init__(self, request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, backend: str,
+                 workdir: Path) -> None:
+        self.fp32, self.spec, self.cset, self.workdir = Path(request.onnx), spec, cset, workdir
+        self.reference = onnx_info.load_model(self.fp32)
+        self.batch = graph_batch_size(self.reference)
+        self.quantizer = create_quantizer(backend, self.fp32, cset.calibration, request.method, workdir,
+                                          spec.input_name, self.batch, request.target)
+        self.evaluator = Evaluator(self.fp32, cset.held_out, spec, self.batch)
+        self.base = None
+        self.trials = 0
+
+    def quantize(self, kept: KeptNodes) -> None:
+        """Quantize once with the back end, ``kept`` excluded."""
+        path = self.workdir / "quantized.onnx"
+        self.quantizer.quantize(path, list(kept))
+        self.base = onnx_info.load_model(path)
+
+    def variant(self, kept: Sequence[str]) -> bytes:
+        """The quantized graph with ``kept`` in higher precision, serialized for ONNX Runtime."""
+        import onnx
+
+        model = onnx.ModelProto()
+        model.CopyFrom(self.base)
+        qdq.keep_float_inputs(model, kept, reference=self.reference)
+        self.trials += 1
+        return model.SerializeToString()
+
+    def trial(self, kept: Sequence[str], images: Optional[int] = None) -> Tuple[bytes, Agreement]:
+        graph = self.variant(kept)
+        return graph, self.evaluator.evaluate(graph, images)
+
+
+def _op_types(model) -> Dict[str, str]:
+    return {node.name: node.op_type for node in model.graph.node}
+
+
+def sensitivity_ranking(run: QuantizationRun, kept: KeptNodes, top_k: int, log: Log) -> list:
+    """Fallback candidates, most harmful first (see :mod:`edgedepth.calib.sensitivity`)."""
+    candidates = [name for name in qdq.quantized_nodes(run.base) if name not in kept]
+    held_out = run.evaluator.held_out
+    images = held_out[evenly_spaced(len(held_out), max(RANKING_IMAGES, run.batch))]
+    noise = activation_noise(run.fp32, run.base, candidates, images, run.spec.input_name, run.batch)
+
+    def only_in_int8(nodes: Sequence[str]) -> Agreement:
+        chosen = set(nodes)
+        return run.trial(list(kept) + [name for name in candidates if name not in chosen], RANKING_IMAGES)[1]
+
+    limited = 0 < top_k < len(candidates)
+    log(f"sensitivity: measuring {top_k if limited else len(candidates)} of {len(candidates)} INT8 nodes")
+    prerank = group_scores(candidates, only_in_int8) if limited else None
+    return rank_nodes(candidates, _op_types(run.base), noise, lambda node: only_in_int8([node]), top_k, prerank)
+
+
+def run_fallback(run: QuantizationRun, kept: KeptNodes, budget: Budget, request: CalibrationRequest,
+                 log: Log) -> Tuple[FallbackResult, bytes, Agreement]:
+    """Greedy fallback; returns the result and the last graph tried with its figures."""
+    ranking = sensitivity_ranking(run, kept, request.top_k, log)
+    last: Dict[str, object] = {}
+
+    def trial(nodes: KeptNodes) -> Agreement:
+        graph, figures = run.trial(list(nodes))
+        log(f"fallback: kept {len(nodes) - len(kept)} node(s) in higher precision -> {figures.summary()}")
+        last.update(graph=graph, figures=figures)
+        return figures
+
+    result = greedy_fallback(ranking, kept, budget, trial, request.max_fallback)
+    return result, last.get("graph"), last.get("figures")  # type: ignore[return-value]
+
+
+def _kept_list(model, kept: KeptNodes) -> List[Dict[str, str]]:
+    types = _op_types(model)
+    return [{"node": name, "op_type": types.get(name, "?"), "reason": reason} for name, reason in kept.items()]
+
+
+def stamp_spec(graph: bytes, spec: ModelSpec, provenance: Dict[str, object]) -> bytes:
+    """The graph with the spec, its provenance updated, in its metadata."""
+    import onnx
+
+    model = onnx.load_from_string(graph)
+    merged = dict(spec.provenance)
+    merged.update(provenance)
+    onnx_info.set_spec(model, spec.replace(provenance=merged))
+    return model.SerializeToString()
+
+
+def _provenance(report: CalibrationReport, source: Path) -> Dict[str, object]:
+    return {
+        "precision": "int8",
+        "source": "calibration",
+        "source_onnx": source.name,
+        "source_onnx_sha256": report.source_sha256,
+        "quantizer": f"{report.quantizer} ({report.quantizer_version})",
+        "calibration_method": report.method,
+        "int8_target": report.target,
+        "calibration_images": report.images.get("calibration_images"),
+        "held_out_images": report.images.get("held_out_images"),
+        "calibration_preprocess_hash": report.images.get("preprocess_hash"),
+        "int8_budget": report.budget,
+        "int8_figures": report.figures,
+        "int8_budget_passed": report.status == "passed",
+        "kept_in_higher_precision": [item["node"] for item in report.kept_in_higher_precision],
+        "calibrated_at": report.created_at,
+        "edgedepth_version": __version__,
+    }
+
+
+def _publish(candidate: bytes, report: CalibrationReport, request: CalibrationRequest, spec: ModelSpec, log: Log) -> None:
+    """Write the checked graph to --output (or the over-budget name), atomically."""
+    passed = report.status == "passed"
+    if not passed and not request.keep_failed:
+        return
+    target = Path(request.output) if passed else over_budget_path(Path(request.output))
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(stamp_spec(candidate, spec, _provenance(report, Path(request.onnx))))
+    if passed:
+        report.output = str(target)
+    else:
+        report.over_budget_output = str(target)
+    log(f"wrote {target}")
+
+
+def always_kept(model, spec: ModelSpec, patterns: Sequence[str]) -> KeptNodes:
+    """The output head and the ``--exclude`` matches, with the reason each stays in higher precision."""
+    kept = qdq.head_exclusions(model, spec.output_name)
+    for name, reason in qdq.resolve_exclusions(model, patterns).items():
+        kept.setdefault(name, reason)
+    return kept
+
+
+def _fallback_if_needed(run: QuantizationRun, kept: KeptNodes, candidate: bytes, figures: Agreement,
+                        request: CalibrationRequest, report: CalibrationReport, log: Log) -> Tuple[KeptNodes, bytes, Agreement]:
+    """Run the fallback when the first graph misses the budget; the kept nodes, graph and figures to publish."""
+    if not request.budget.failures(figures) or request.max_fallback == 0:
+        return kept, candidate, figures
+    started = time.perf_counter()
+    result, last_graph, last_figures = run_fallback(run, kept, request.budget, request, log)
+    report.fallback = result.to_dict()
+    report.timings_s["fallback"] = time.perf_counter() - started
+    return (result.kept, last_graph, last_figures) if result.steps else (kept, candidate, figures)
+
+
+def quantize_and_check(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, report: CalibrationReport,
+                       workdir: Path, log: Log) -> KeptNodes:
+    """Q/DQ graph, budget check, fallback; fills ``report`` and publishes the graph. Returns the kept nodes."""
+    started = time.perf_counter()
+    backend, note = choose_quantizer(request.quantizer, request.method, request.target)
+    model = onnx_info.load_model(request.onnx)
+    kept = always_kept(model, spec, request.exclude)
+    run = QuantizationRun(request, spec, cset, backend, workdir)
+    report.quantizer, report.quantizer_version, report.quantizer_note = backend, run.quantizer.version, note
+    log(f"quantizing with {run.quantizer.version} ({request.method}, target {request.target}) on {len(cset.calibration)} images")
+    run.quantize(kept)
+    candidate, figures = run.trial(list(kept))
+    report.timings_s["quantize_and_check"] = time.perf_counter() - started
+    report.initial_figures = figures.to_dict()
+    log(f"INT8 vs FP32 on {figures.images} held-out images: {figures.summary()}")
+    kept, candidate, figures = _fallback_if_needed(run, kept, candidate, figures, request, report, log)
+    report.figures, report.failures = figures.to_dict(), request.budget.failures(figures)
+    report.kept_in_higher_precision = _kept_list(model, kept)
+    report.tensorrt_notes = qdq.tensorrt_notes(onnx_info.import_onnx().load_from_string(candidate))
+    report.status = "failed" if report.failures else "passed"
+    _publish(candidate, report, request, spec, log)
+    return kept
+
+
+def _tensorrt_cache(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, kept: KeptNodes,
+                    report: CalibrationReport, log: Log) -> None:
+    from edgedepth.calib.legacy import write_tensorrt_cache
+
+    started = time.perf_counter()
+    batch = graph_batch_size(onnx_info.load_model(request.onnx, load_weights=False))
+    details = {"higher_precision_nodes": list(kept), "source_onnx": Path(request.onnx).name,
+               "calibration_images": int(len(cset.calibration))}
+    report.tensorrt_cache = write_tensorrt_cache(request.onnx, cset.calibration, request.cache, request.method, batch, details)
+    report.timings_s["tensorrt_cache"] = time.perf_counter() - started
+    log(f"TensorRT calibration cache: {request.cache} ({'reused' if report.tensorrt_cache['reused'] else 'written'})")
+
+
+def _new_report(request: CalibrationRequest) -> CalibrationReport:
+    return CalibrationReport(
+        status="cache-only", source_onnx=str(request.onnx), source_sha256=sha256_file(request.onnx),
+        method=request.method, target=request.target, budget=request.budget.to_dict(), edgedepth_version=__version__,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def calibrate(request: CalibrationRequest, log: Log = print) -> CalibrationReport:
+    """Run the calibration stage; returns the report (also written as JSON + Markdown).
+
+    Raises :class:`BudgetFailed` (carrying the report) when the INT8 graph misses the budget, and
+    CalibrationError for bad input.
+    """
+    started = time.perf_counter()
+    check_request(request)
+    spec = source_spec(Path(request.onnx))
+    report = _new_report(request)
+    cset = calibration_set(request, spec, need_held_out=bool(request.output), log=log)
+    report.images, report.warnings = cset.summary(), list(cset.warnings)
+    report.timings_s["data"] = time.perf_counter() - started
+    kept: KeptNodes = {}
+    if request.output:
+        with tempfile.TemporaryDirectory(prefix="edgedepth-calib-") as workdir:
+            kept = quantize_and_check(request, spec, cset, report, Path(workdir), log)
+    if request.cache:
+        kept = kept or always_kept(onnx_info.load_model(request.onnx), spec, request.exclude)
+        _tensorrt_cache(request, spec, cset, kept, report, log)
+    report.timings_s["total"] = time.perf_counter() - started
+    json_path, md_path = _report_targets(request)
+    write_report(report, json_path, md_path)
+    log(f"report: {json_path} and {md_path}")
+    if not report.passed:
+        raise BudgetFailed(_failure_message(report, md_path), report)
+    return report
+
+
+def _report_targets(request: CalibrationRequest) -> Tuple[Path, Path]:
+    """``--report r.json`` (or ``r``) -> (r.json, r.md); by default beside the output (:func:`report_paths`)."""
+    if request.report:
+        return Path(request.report).with_suffix(".json"), Path(request.report).with_suffix(".md")
+    return report_paths(request.output or request.cache)
+
+
+def _failure_message(report: CalibrationReport, md_path: Path) -> str:
+    tried = len(report.fallback["steps"]) if report.fallback else 0
+    how = (f"after keeping {tried} more node(s) in higher precision ({report.fallback['stopped']})"
+           if report.fallback else "(fallback disabled: --max-fallback 0)")
+    kept = f"; over-budget graph kept at {report.over_budget_output}" if report.over_budget_output else ""
+    return (f"the INT8 graph misses the budget {how}: {'; '.join(report.failures)}; nothing written to --output{kept}; "
+            f"see {md_path} (raise --max-fallback, add --exclude, use more calibration images, or relax --budget)")

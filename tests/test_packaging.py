@@ -1,0 +1,68 @@
+"""The distribution: one wheel holding every subpackage and the shipped configs; a torch-free core."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SUBPACKAGES = (
+    "edgedepth",
+    "edgedepth/parity",
+    "edgedepth/training",
+    "edgedepth/training/model",
+    "edgedepth/training/data",
+    "edgedepth/export",
+    "edgedepth/calib",
+    "edgedepth/runtime",
+    "edgedepth/configs",
+)
+CONSOLE_SCRIPTS = ("edgedepth", "depth-train", "depth-eval", "depth-ablate", "depth-export", "depth-calib",
+                   "depth-run", "depth-bench", "depth-parity")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    # No build isolation: the venv's setuptools builds it, so the test needs no network.
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    (path,) = out.glob("edgedepth-*.whl")
+    return zipfile.ZipFile(path)
+
+
+@pytest.mark.slow
+def test_wheel_holds_every_subpackage_and_config(wheel):
+    names = set(wheel.namelist())
+    for package in SUBPACKAGES:
+        assert f"{package}/__init__.py" in names, f"{package} missing from the wheel"
+    for config in ("grad_a", "baseline", "ssi_only", "demo", "base"):
+        assert f"edgedepth/configs/{config}.yaml" in names
+    assert "edgedepth/configs/parity/budget.yaml" in names
+    assert not any(name.startswith(("training/", "export/", "tests/")) for name in names), "stage folders are mapped, not top level"
+
+
+@pytest.mark.slow
+def test_wheel_declares_the_stage_commands(wheel):
+    (entry_points,) = [n for n in wheel.namelist() if n.endswith("entry_points.txt")]
+    text = wheel.read(entry_points).decode()
+    for script in CONSOLE_SCRIPTS:
+        assert f"{script} =" in text
+
+
+def test_core_and_runtime_import_without_torch():
+    code = (
+        "import sys, edgedepth, edgedepth.metrics, edgedepth.preprocess, edgedepth.runtime, edgedepth.parity;"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_umbrella_command_reports_version():
+    from edgedepth import __version__
+
+    result = subprocess.run([sys.executable, "-m", "edgedepth.cli", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == f"edgedepth {__version__}"
