@@ -30,7 +30,6 @@ from edgedepth.export.trt_compat import (
     BuildPlan,
     BuildRequest,
     TrtApi,
-    calibrator_class_for,
     check_request,
     parse_calibration_cache_header,
     plan_build,
@@ -164,38 +163,6 @@ def make_progress_monitor(trt, stream: TextIO = sys.stderr):
             stream.flush()
 
     return PhasePrinter()
-
-
-# --------------------------------------------------------------------------- calibrator
-
-
-def cache_calibrator(trt, cache: bytes):
-    """An INT8 calibrator that only serves an existing calibration cache (8.x/10.x).
-
-    The data-driven calibrator belongs to ``depth-calib``; pass one as ``calibrator=`` to
-    :func:`build_engine` instead of a cache. The class matches the cache's algorithm, since
-    TensorRT ignores a cache written by another calibrator type.
-    """
-    _, algorithm = parse_calibration_cache_header(cache)
-    base = getattr(trt, calibrator_class_for(algorithm))
-
-    class CacheOnlyCalibrator(base):
-        def __init__(self) -> None:
-            base.__init__(self)
-
-        def get_batch_size(self):
-            return 1
-
-        def get_batch(self, names):
-            return None  # no data: everything must come from the cache
-
-        def read_calibration_cache(self):
-            return cache
-
-        def write_calibration_cache(self, data):
-            return None
-
-    return CacheOnlyCalibrator()
 
 
 # --------------------------------------------------------------------------- per-generation helpers
@@ -460,15 +427,23 @@ def _build_plan_bytes(job: BuildJob, timing_cache_path, log: Log) -> bytes:
     return data
 
 
-def _calibration(trt, api: TrtApi, calib_cache, calibrator):
+def _calibration(api: TrtApi, onnx_path, calib_cache, calibrator):
+    """The calibrator for an implicit-INT8 build from a ``depth-calib --cache`` file.
+
+    The cache is checked against this ONNX and its preprocessing by the calibration stage (one
+    implementation of the cache key): a stale or foreign cache is refused, not served.
+    """
     if calibrator is not None or not calib_cache:
         return calibrator, None
     path = Path(calib_cache)
     if not path.is_file():
-        raise ExportError(f"calibration cache {path} not found: make one with `depth-calib`")
-    data = path.read_bytes()
-    parse_calibration_cache_header(data)
-    return (cache_calibrator(trt, data) if api.calibrator else None), sha256_file(path)
+        raise ExportError(f"calibration cache {path} not found: make one with `depth-calib --cache`")
+    parse_calibration_cache_header(path.read_bytes())
+    if not api.calibrator:
+        return None, sha256_file(path)
+    from edgedepth.calib import build_int8_calibrator
+
+    return build_int8_calibrator(onnx_path, path), sha256_file(path)
 
 
 def prepare_build(
@@ -490,7 +465,7 @@ def prepare_build(
     plan = plan_build(api, request)
     for note in plan.notes:
         log(f"note: {note}")
-    calibrator, calib_sha = _calibration(trt, api, calib_cache, calibrator)
+    calibrator, calib_sha = _calibration(api, onnx_path, calib_cache, calibrator)
     options = build_options(precision, workspace_gib, dla_core, version_compatible, hardware_compatibility, calib_sha, plan)
     return BuildJob(trt, api, plan, facts, profile, options, gpu_info(), calibrator)
 

@@ -284,22 +284,3 @@ def parse_calibration_cache_header(data: bytes) -> Tuple[str, str]:
             "pass the cache file `depth-calib` wrote"
         )
     return match.group(1), match.group(2)
-
-
-#: Calibration cache algorithm -> the calibrator class whose cache it is.
-CALIBRATOR_CLASSES = {
-    "EntropyCalibration2": "IInt8EntropyCalibrator2",
-    "EntropyCalibration": "IInt8EntropyCalibrator",
-    "MinMaxCalibration": "IInt8MinMaxCalibrator",
-}
-
-
-def calibrator_class_for(algorithm: str) -> str:
-    """The ``trt`` calibrator class that reads a cache of ``algorithm`` (TensorRT ignores a
-    cache whose algorithm differs from the calibrator's)."""
-    if algorithm not in CALIBRATOR_CLASSES:
-        raise ExportError(
-            f"calibration caches of algorithm {algorithm!r} are not supported: use an entropy or min-max cache "
-            f"({', '.join(CALIBRATOR_CLASSES)})"
-        )
-    return CALIBRATOR_CLASSES[algorithm]
