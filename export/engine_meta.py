@@ -171,11 +171,30 @@ def compatibility_problem(sidecar: Mapping[str, Any], trt_version: str, gpu: Gpu
     problem = _version_problem(str(sidecar.get("tensorrt_version", "?")), trt_version, bool(options.get("version_compatible")))
     if problem:
         return f"{problem}: {rebuild}"
-    built_gpu = sidecar.get("gpu", {})
-    hardware = options.get("hardware_compatibility", "none")
-    if built_gpu.get("compute_capability") != gpu.compute_capability and hardware == "none":
+    return _gpu_problem(sidecar.get("gpu", {}), options.get("hardware_compatibility", "none"), gpu, rebuild)
+
+
+def _compute_tuple(capability: Any) -> Tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in str(capability).split("."))
+    except ValueError:
+        return ()
+
+
+def _gpu_problem(built_gpu: Mapping[str, Any], hardware: str, gpu: GpuInfo, rebuild: str) -> Optional[str]:
+    """``none`` and ``same-compute-capability`` plans need the builder's compute capability;
+    ``ampere+`` plans need compute 8.0 or newer."""
+    built_cc = built_gpu.get("compute_capability")
+    if hardware == "ampere+":
+        if _compute_tuple(gpu.compute_capability) >= (8, 0):
+            return None
         return (
-            f"the engine was built for {built_gpu.get('name')} (compute {built_gpu.get('compute_capability')}) but this "
+            f"the engine was built hardware-compatible for Ampere and newer (compute 8.0+) but this GPU is {gpu.name} "
+            f"(compute {gpu.compute_capability}): {rebuild}"
+        )
+    if built_cc != gpu.compute_capability:
+        return (
+            f"the engine was built for {built_gpu.get('name')} (compute {built_cc}) but this "
             f"GPU is {gpu.name} (compute {gpu.compute_capability}): {rebuild}"
         )
     return None

@@ -75,6 +75,15 @@ def test_version_and_hardware_compatible_engines_are_accepted_where_they_run(tmp
     assert "same or a later TensorRT" in engine_meta.compatibility_problem(sidecar, "10.1.0", RTX)
 
 
+def test_hardware_compatibility_levels_still_check_the_gpu(tmp_path):
+    ampere_plus = _sidecar(tmp_path, gpu=RTX, options={**OPTIONS, "hardware_compatibility": "ampere+"})
+    problem = engine_meta.compatibility_problem(ampere_plus, "10.3.0", GpuInfo("Tesla T4", "7.5"))
+    assert "Ampere and newer" in problem and "Tesla T4" in problem
+    same_cc = _sidecar(tmp_path, gpu=ORIN, options={**OPTIONS, "hardware_compatibility": "same-compute-capability"})
+    assert engine_meta.compatibility_problem(same_cc, "10.3.0", GpuInfo("Orin NX", "8.7")) is None
+    assert "compute 8.7" in engine_meta.compatibility_problem(same_cc, "10.3.0", RTX)
+
+
 def test_version_compatible_engines_do_not_skip_a_major(tmp_path):
     options = {**OPTIONS, "version_compatible": True}
     sidecar = {**_sidecar(tmp_path, options=options), "tensorrt_version": "8.6.2.3"}
