@@ -5,6 +5,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import logging
 import platform
 import sys
 from typing import Dict, List, Optional
@@ -24,6 +25,15 @@ STAGES: Dict[str, str] = {
 }
 
 _OPTIONAL_PACKAGES = ("torch", "onnx", "onnxruntime", "cv2", "tensorrt", "pycuda", "modelopt")
+
+
+def configure_logging(quiet: bool = False) -> None:
+    """Send log records to stderr for a command-line run (only errors when ``quiet``).
+
+    Configures the root logger only when nothing has yet (``logging.basicConfig``), so a CLI
+    called from a program, a notebook or a test never rewires that caller's logging.
+    """
+    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
 def environment_report() -> Dict[str, Optional[str]]:

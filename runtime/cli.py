@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from edgedepth.colormap import COLORMAPS
 from edgedepth.errors import EdgeDepthError
+from edgedepth.cli import configure_logging
 from edgedepth.io import write_json_atomic
 from edgedepth.runtime.backend import BACKEND_CHOICES, Backend, open_backend
 from edgedepth.runtime.bench import benchmark_backend, environment, frames_from_source, make_batches, synthetic_frames
@@ -249,15 +250,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _configure_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    root = logging.getLogger("edgedepth")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.ERROR if quiet else logging.INFO)
-    root.propagate = False
-
-
 def _fail(program: str, message: str) -> int:
     print(f"{program}: error: {message}", file=sys.stderr)
     return 1
@@ -273,7 +265,7 @@ def run_main(argv: Optional[List[str]] = None) -> int:
         _check_run_args(parser, args)
     except SystemExit as exc:
         return int(exc.code or 0)
-    _configure_logging(args.quiet)
+    configure_logging(args.quiet)
     try:
         with _sigterm_as_interrupt():
             return _stream(args)
@@ -327,7 +319,7 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
     args, status = _parse(bench_parser(), argv)
     if args is None:
         return status
-    _configure_logging(quiet=True)
+    configure_logging(quiet=True)
     try:
         report = _bench(args)
     except (EdgeDepthError, OSError) as exc:

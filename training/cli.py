@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from edgedepth.cli import configure_logging
 from edgedepth.errors import EdgeDepthError
 
 EXIT_FAILED = 1
@@ -20,7 +20,7 @@ EXIT_USAGE = 2
 
 def run_cli(body: Callable[[], int]) -> int:
     """Run a command body; edgedepth errors become ``error: ...`` on stderr and exit 1."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         return body()
     except EdgeDepthError as exc:
