@@ -19,9 +19,10 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable, Dict, List
+
+
+from timing import interleaved_times  # benchmarks/timing.py (run as a script)
 
 
 def _checkpoint(args, folder: Path) -> Path:
@@ -35,25 +36,6 @@ def _checkpoint(args, folder: Path) -> Path:
     path = folder / "random.pt"
     save_checkpoint(path, create_model(spec).eval(), spec)
     return path
-
-
-def _timed(run: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    run()
-    return (time.perf_counter() - start) * 1000.0
-
-
-def _measure(runners: Dict[str, Callable[[], object]], repetitions: int, warmup: int) -> Dict[str, List[float]]:
-    for run in runners.values():
-        for _ in range(warmup):
-            run()
-    names = list(runners)
-    times: Dict[str, List[float]] = {name: [] for name in names}
-    for rep in range(repetitions):
-        order = names[rep % len(names):] + names[: rep % len(names)]
-        for name in order:
-            times[name].append(_timed(runners[name]))
-    return times
 
 
 def main(argv=None) -> int:
@@ -95,7 +77,7 @@ def main(argv=None) -> int:
             "ort_fp32": lambda: run_session(sessions["ort_fp32"], batch),
             "ort_fp16": lambda: run_session(sessions["ort_fp16"], batch),
         }
-        times = _measure(runners, args.repetitions, args.warmup)
+        times = interleaved_times(runners, args.repetitions, args.warmup)
         converter = fp16.converter
 
     medians = {name: statistics.median(values) for name, values in times.items()}

@@ -28,7 +28,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import List
+
+from timing import interleaved_times  # benchmarks/timing.py (run as a script)
 
 
 def _checkpoint(args, folder: Path) -> Path:
@@ -73,25 +75,6 @@ def _calibrate(fp32: Path, images: Path, output: Path, quantizer: str, target: s
             "tensorrt_notes": report.tensorrt_notes}
 
 
-def _timed(run: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    run()
-    return (time.perf_counter() - start) * 1000.0
-
-
-def _measure(runners: Dict[str, Callable[[], object]], repetitions: int, warmup: int) -> Dict[str, List[float]]:
-    for run in runners.values():
-        for _ in range(warmup):
-            run()
-    names = list(runners)
-    times: Dict[str, List[float]] = {name: [] for name in names}
-    for rep in range(repetitions):
-        order = names[rep % len(names):] + names[: rep % len(names)]
-        for name in order:
-            times[name].append(_timed(runners[name]))
-    return times
-
-
 def _summary(times: List[float]) -> dict:
     ordered = sorted(times)
     return {"median_ms": round(statistics.median(ordered), 2), "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
@@ -132,7 +115,7 @@ def main(argv=None) -> int:
         batch = np.random.default_rng(0).normal(0, 1, (1, 3, args.height, args.width)).astype(np.float32)
         sessions = {name: cpu_session(path, threads=args.threads) for name, path in graphs.items()}
         runners = {name: (lambda s=session: run_session(s, batch)) for name, session in sessions.items()}
-        times = _measure(runners, args.repetitions, args.warmup)
+        times = interleaved_times(runners, args.repetitions, args.warmup)
 
     results = {name: _summary(values) for name, values in times.items()}
     fp32_median = results["fp32"]["median_ms"]

@@ -107,7 +107,7 @@ def to_markdown(report: CalibrationReport) -> str:
         + (f"; {report.quantizer_note}" if report.quantizer_note else ""),
         f"- images: {images.get('calibration_images', 0)} calibration, {images.get('held_out_images', 0)} held out; "
         f"sources: {'; '.join(images.get('sources', []))}",
-        f"- time: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings_s.items()),
+        "- time: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings_s.items()),
     ]
     lines += [f"- warning: {w}" for w in report.warnings]
     if report.figures:

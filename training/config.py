@@ -251,7 +251,7 @@ def _unknown_key_error(key: str, source: str) -> ConfigError:
     leaf = key.rsplit(".", 1)[-1]
     if not close:
         close = [k for k in known if k.rsplit(".", 1)[-1] == leaf][:1]
-    hint = f"; did you mean {close[0]!r}?" if close else f"; see configs/base.yaml for the valid keys"
+    hint = f"; did you mean {close[0]!r}?" if close else "; see configs/base.yaml for the valid keys"
     return ConfigError(f"unknown config key {key!r} in {source}{hint}")
 
 

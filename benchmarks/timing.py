@@ -1,0 +1,29 @@
+"""Side-by-side timing shared by the benchmarks: runners measured in rotating order.
+
+Rotating the order each repetition spreads a noisy neighbour's load evenly over the runners,
+so their ratio stays meaningful on a shared machine.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, List
+
+
+def timed_ms(run: Callable[[], object]) -> float:
+    """Wall time of one call, in milliseconds."""
+    start = time.perf_counter()
+    run()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def interleaved_times(runners: Dict[str, Callable[[], object]], repetitions: int, warmup: int) -> Dict[str, List[float]]:
+    """Per runner, ``repetitions`` timings (ms) taken in rotating order after ``warmup`` calls each."""
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    names = list(runners)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for rep in range(repetitions):
+        for name in names[rep % len(names):] + names[: rep % len(names)]:
+            times[name].append(timed_ms(runners[name]))
+    return times
