@@ -194,6 +194,7 @@ class Trainer:
         cfg = self.cfg.train
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temp_files()
             save_config(self.cfg, self.run_dir / "config.yaml")
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.step or None)
         batches = self.batches()
@@ -214,6 +215,12 @@ class Trainer:
             progress.close()
         metrics = self._finish(time.perf_counter() - started, metrics)
         return metrics
+
+    def _remove_stale_temp_files(self) -> None:
+        """Drop half-written checkpoints a killed run left behind (the real files are intact)."""
+        for stale in (self.run_dir / CHECKPOINT_DIR).glob(".*.tmp"):
+            log.info("removing %s, left by a run that was killed while writing a checkpoint", stale)
+            stale.unlink(missing_ok=True)
 
     def batches(self) -> Iterator[tuple]:
         """Endless batches across epochs, each with the seconds the step waited for it."""
