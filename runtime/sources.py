@@ -132,6 +132,10 @@ class VideoFileSource(Source):
         self._capture = self._opener(path)
         self._index = 0
         self._frames_this_pass = 0
+        # The pipeline's reader thread reads while the main thread may close: one VideoCapture
+        # must never be used by both at once, and a closed source must not reopen on --loop.
+        self._lock = threading.Lock()
+        self._closed = False
         value = float(self._capture.get(import_cv2().CAP_PROP_FPS) or 0.0)
         self._fps = value if 0 < value < 1000 else None
 
@@ -140,7 +144,11 @@ class VideoFileSource(Source):
         return self._fps
 
     def read(self) -> Optional[Frame]:
-        while True:
+        with self._lock:
+            return self._read_unlocked()
+
+    def _read_unlocked(self) -> Optional[Frame]:
+        while not self._closed:
             start = time.perf_counter()
             ok, image = self._capture.read()
             if not ok:
@@ -153,6 +161,7 @@ class VideoFileSource(Source):
                 self.counters.corrupt += 1
                 continue
             return self._deliver(image, start)
+        return None
 
     def _deliver(self, image: np.ndarray, start: float) -> Frame:
         now = time.perf_counter()
@@ -172,7 +181,9 @@ class VideoFileSource(Source):
         return True
 
     def close(self) -> None:
-        self._capture.release()
+        with self._lock:
+            self._closed = True
+            self._capture.release()
 
 
 def _open_video_file(path: str) -> Any:

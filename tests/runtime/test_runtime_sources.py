@@ -470,3 +470,23 @@ def test_gstreamer_pipeline_delivers_frames_through_the_capture_thread():
         assert frame.image.shape == (240, 320, 3)
     finally:
         source.close()
+
+
+def test_closing_a_looping_file_while_a_thread_reads_stops_the_reader(short_video):
+    source = VideoFileSource(str(short_video), loop=True)
+    results = []
+
+    def reader():
+        while True:
+            frame = source.read()
+            results.append(frame)
+            if frame is None:
+                return
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    time.sleep(0.3)  # let it loop over the 30-frame clip at least once
+    source.close()
+    thread.join(timeout=5.0)
+    assert not thread.is_alive(), "a closed looping source must not reopen the file"
+    assert results[-1] is None and len(results) > 1
