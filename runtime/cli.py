@@ -235,7 +235,11 @@ def _stream(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (systemd stop, docker stop) like Ctrl-C so outputs are finalised."""
+    """Treat SIGTERM (systemd stop, docker stop) and SIGINT like Ctrl-C so outputs are finalised.
+
+    SIGINT is set explicitly because a process started in the background by a non-interactive
+    shell (``depth-run ... &`` in a script) inherits SIGINT as ignored, and Python keeps it so.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -243,11 +247,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def _raise(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _fail(program: str, message: str) -> int:
