@@ -12,6 +12,7 @@ hash) and reused; a set made for another input size, normalisation or colour ord
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -122,19 +123,20 @@ def calibration_batches(data: np.ndarray, batch_size: int) -> List[np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 
 
-class ImageSource:
+class ImageSource(abc.ABC):
     """A sized collection of images that can be read at chosen indices (in increasing order)."""
 
     description: str = ""
     #: Channel order the images come in ("BGR" from OpenCV, "RGB" from datasets).
     input_order: str = "BGR"
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Number of images."""
 
+    @abc.abstractmethod
     def read(self, indices: Sequence[int]) -> Iterator[Tuple[str, np.ndarray]]:
         """Yield ``(name, uint8 HxWx3 image)`` for ``indices`` (sorted); unreadable items are skipped."""
-        raise NotImplementedError
 
 
 class FolderSource(ImageSource):
