@@ -22,20 +22,13 @@ import tempfile
 from pathlib import Path
 
 
-from timing import interleaved_times  # benchmarks/timing.py (run as a script)
+from common import interleaved_times, random_checkpoint  # benchmarks/common.py (run as a script)
 
 
 def _checkpoint(args, folder: Path) -> Path:
     if args.checkpoint:
         return Path(args.checkpoint)
-    from edgedepth.spec import ModelSpec
-    from edgedepth.training.checkpoint import save_checkpoint
-    from edgedepth.training.model import create_model
-
-    spec = ModelSpec(args.height, args.width)
-    path = folder / "random.pt"
-    save_checkpoint(path, create_model(spec).eval(), spec)
-    return path
+    return random_checkpoint(folder / "random.pt", args.height, args.width)
 
 
 def main(argv=None) -> int:

@@ -34,16 +34,14 @@ from edgedepth.runtime.bench import environment, synthetic_frames
 from edgedepth.runtime.cli import run_main
 from edgedepth.spec import ModelSpec
 
+from common import random_checkpoint  # benchmarks/common.py (run as a script)
+
 
 def make_model(folder: Path) -> Path:
     """Export the representative network: ResNet18 encoder-decoder, 256x320, static batch 1."""
     from edgedepth.export.onnx_export import export_onnx
-    from edgedepth.training.checkpoint import save_checkpoint
-    from edgedepth.training.model import create_model
 
-    spec = ModelSpec(height=256, width=320, max_depth=10.0)
-    checkpoint = folder / "resnet18_256x320.pt"
-    save_checkpoint(checkpoint, create_model(spec), spec)
+    checkpoint = random_checkpoint(folder / "resnet18_256x320.pt", 256, 320)
     output = folder / "resnet18_256x320.onnx"
     export_onnx(checkpoint, output, log=lambda message: print(message, file=sys.stderr))
     return output

@@ -1,11 +1,12 @@
-"""Side-by-side timing shared by the benchmarks: runners measured in rotating order.
+"""Helpers shared by the benchmarks: side-by-side timing and a representative checkpoint.
 
-Rotating the order each repetition spreads a noisy neighbour's load evenly over the runners,
-so their ratio stays meaningful on a shared machine.
+Runners are timed in rotating order: that spreads a noisy neighbour's load evenly over them, so
+their ratio stays meaningful on a shared machine.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, Dict, List
 
 
@@ -27,3 +28,15 @@ def interleaved_times(runners: Dict[str, Callable[[], object]], repetitions: int
         for name in names[rep % len(names):] + names[: rep % len(names)]:
             times[name].append(timed_ms(runners[name]))
     return times
+
+
+def random_checkpoint(path: Path, height: int, width: int) -> Path:
+    """A randomly initialised ResNet18 checkpoint at ``height`` x ``width`` (latency does not
+    depend on the weights), in eval mode."""
+    from edgedepth.spec import ModelSpec
+    from edgedepth.training.checkpoint import save_checkpoint
+    from edgedepth.training.model import create_model
+
+    spec = ModelSpec(height, width)
+    save_checkpoint(path, create_model(spec).eval(), spec)
+    return path
