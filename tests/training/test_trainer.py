@@ -16,7 +16,7 @@ from edgedepth.errors import CheckpointError
 from edgedepth.training.checkpoint import read_checkpoint
 from edgedepth.training.cli import eval_main, train_main
 from edgedepth.training.config import load_config
-from edgedepth.training.trainer import Trainer, TrainingError, warmup_cosine
+from edgedepth.training.trainer import Trainer, TrainingError, cpu_has_native_bf16, select_amp_dtype, warmup_cosine
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,6 +89,25 @@ def test_warmup_then_cosine_schedule():
     assert warmup_cosine(9, 10, 100) == pytest.approx(1.0)
     assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
     assert warmup_cosine(100, 10, 100) == pytest.approx(0.0)
+
+
+def test_cpu_mixed_precision_is_bf16_only_where_the_cpu_has_it():
+    cpu = torch.device("cpu")
+    assert select_amp_dtype("none", cpu) is None
+    assert select_amp_dtype("bf16", cpu) is torch.bfloat16  # asked for: honoured, even if emulated
+    assert select_amp_dtype("auto", cpu) is (torch.bfloat16 if cpu_has_native_bf16() else None)
+    with pytest.raises(TrainingError, match="train.amp=fp16 needs a CUDA device"):
+        select_amp_dtype("fp16", cpu)
+
+
+def test_bf16_training_step_keeps_fp32_weights_and_finite_loss(tmp_path, cache_dir):
+    cfg = load_config("base", tiny_overrides(tmp_path, cache_dir, **{"train.amp": "bf16", "train.steps": 2}))
+    trainer = Trainer(cfg)
+    assert trainer.amp_dtype is torch.bfloat16
+    terms, grad_norm = trainer.train_step(next(trainer.batches())[0])
+    assert terms is not None and all(torch.isfinite(torch.tensor(v)) for v in terms.values())
+    assert grad_norm > 0
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
 def test_nonfinite_losses_skip_steps_then_abort(tmp_path, cache_dir, monkeypatch):
