@@ -41,8 +41,11 @@ class AugmentConfig:
     #: Max relative change of brightness / contrast / saturation (0 disables colour jitter).
     color_jitter: float = 0.2
     #: Random scale-up then crop back to size; depth is divided by the scale so it stays metric.
+    #: Off by default (1.0, 1.0): with fixed intrinsics and camera height, dividing depth by the
+    #: zoom contradicts the floor-geometry cue (on synthetic rooms it cost 5 points of d1 at 1400
+    #: steps); BTS / AdaBins-style metric training does not scale either. E.g. 1.0, 1.2 to enable.
     scale_min: float = 1.0
-    scale_max: float = 1.2
+    scale_max: float = 1.0
 
 
 @dataclass
@@ -50,8 +53,12 @@ class SyntheticConfig:
     num_train: int = 2000
     num_val: int = 200
     seed: int = 0
-    #: Rendered samples are cached here (keyed by generator version, size and seed).
+    #: Rendered samples are cached here (keyed by generator version, size, seed and camera rig).
     cache_dir: str = ".cache/edgedepth/synthetic"
+    #: Camera height above the floor, metres: [low, high], drawn uniformly (equal = fixed mount).
+    camera_height: List[float] = field(default_factory=lambda: [1.1, 1.5])
+    #: Camera pitch, degrees (positive looks up): [low, high]. Match your robot's mount.
+    camera_pitch_deg: List[float] = field(default_factory=lambda: [-14.0, 3.0])
 
 
 @dataclass

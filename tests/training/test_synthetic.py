@@ -12,7 +12,7 @@ from edgedepth.errors import DataError
 from edgedepth.training.config import DataConfig, SyntheticConfig
 from edgedepth.training.data import synthetic
 from edgedepth.training.data.synthetic import (
-    TEXTURE_KINDS, Box, Camera, Cylinder, Light, Material, Room, Scene, Sphere, SyntheticScenes,
+    TEXTURE_KINDS, Box, Camera, CameraRig, Cylinder, Light, Material, Room, Scene, Sphere, SyntheticScenes,
     render_scene, texture_albedo,
 )
 
@@ -170,7 +170,8 @@ def test_cache_is_reused_and_identical(tmp_path, monkeypatch, caplog):
 
 def test_cache_key_names_every_setting(tmp_path):
     base = dict(split="train", height=32, width=40, num_samples=2, seed=0, cache_dir=str(tmp_path))
-    variants = [dict(), dict(seed=1), dict(num_samples=3), dict(height=24), dict(split="val"), dict(max_depth=8.0)]
+    variants = [dict(), dict(seed=1), dict(num_samples=3), dict(height=24), dict(split="val"), dict(max_depth=8.0),
+                dict(rig=CameraRig(height=(1.3, 1.3))), dict(rig=CameraRig(pitch_deg=(-5.0, -5.0)))]
     names = {SyntheticScenes(**{**base, **change}).cache_name() for change in variants}
     assert len(names) == len(variants)
     assert f"v{synthetic.GENERATOR_VERSION}" in names.pop()
@@ -208,6 +209,44 @@ def test_from_config_reads_size_counts_and_depth_range(tmp_path):
     assert (len(train), len(val)) == (3, 2)
     assert train[0]["depth"].shape == (32, 40) and train.max_depth == 8.0 and val.seed == 4
     assert train.cache_path.parent == tmp_path
+
+
+def test_camera_rig_places_the_camera_and_a_fixed_rig_fixes_the_floor_depth_per_row():
+    rig = CameraRig(height=(1.3, 1.3), pitch_deg=(-6.0, -6.0))
+    data = SyntheticScenes("train", 24, 32, 4, rig=rig)
+    for index in range(4):
+        camera = data.scene(index).camera
+        assert camera.position[1] == pytest.approx(1.3) and camera.pitch == pytest.approx(math.radians(-6.0))
+    # A fixed mount fixes where the floor is in the picture: in a large empty room the bottom
+    # row's floor depth is the same for every drawn camera (only roll, ~0.03 rad, varies it).
+    # That is the metric cue a robot's bolted-on camera gives, and why a matching rig helps.
+    rng = np.random.default_rng(3)
+    bottom = []
+    for _ in range(5):
+        camera = synthetic.sample_camera(rng, (20.0, 3.0, 20.0), rig)
+        camera = Camera((10.0, 1.3, 10.0), yaw=camera.yaw, pitch=camera.pitch, roll=camera.roll)
+        _, depth, _ = render_scene(Scene(camera, empty_room((20.0, 3.0, 20.0)), Light((10.0, 2.8, 10.0))), 48, 64)
+        bottom.append(float(depth[-1, 32]))
+    assert max(bottom) / min(bottom) < 1.05
+
+
+def test_from_config_passes_the_camera_rig(tmp_path):
+    cfg = DataConfig(height=16, width=24, synthetic=SyntheticConfig(num_train=1, num_val=1, cache_dir=str(tmp_path),
+                                                                   camera_height=[1.2, 1.4], camera_pitch_deg=[-8, -2]))
+    data = SyntheticScenes.from_config(cfg, "val")
+    assert data.rig == CameraRig(height=(1.2, 1.4), pitch_deg=(-8.0, -2.0))
+    assert "cam1.2-1.4m-8_-2deg" in data.cache_path.name
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(height=(1.5, 1.1)), r"camera_height=\[1.5, 1.1\] is invalid: expected \[low, high\]"),
+    (dict(height=(0.0, 1.0)), "0.2 <= low"),
+    (dict(pitch_deg=(-90.0, 0.0)), "camera_pitch_deg"),
+    (dict(pitch_deg=(1.0,)), "camera_pitch_deg"),
+])
+def test_bad_camera_rig_is_refused(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        CameraRig(**kwargs)
 
 
 @pytest.mark.parametrize("kwargs, message", [

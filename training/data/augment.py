@@ -57,7 +57,7 @@ class AugmentParams:
     """Validated augmentation settings (from ``training.config.AugmentConfig`` or a dict)."""
 
     def __init__(self, hflip: bool = True, color_jitter: float = 0.2, scale_min: float = 1.0,
-                 scale_max: float = 1.2) -> None:
+                 scale_max: float = 1.0) -> None:
         if not 0.0 <= color_jitter < 1.0:
             raise ConfigError(f"data.augment.color_jitter={color_jitter} is out of range: expected 0 <= value < 1")
         if not 1.0 <= scale_min <= scale_max:

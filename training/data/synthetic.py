@@ -42,7 +42,7 @@ from edgedepth.io import atomic_path
 LOGGER = logging.getLogger(__name__)
 
 #: Bump whenever a change alters rendered pixels: it is part of every cache key.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 4
 #: NYU Depth v2 RGB intrinsics (fx, fy, cx, cy) at 640x480, scaled to the output size.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
 NYU_SIZE = (480, 640)
@@ -620,6 +620,40 @@ def render_scene(
 # Random scenes
 # ----------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class CameraRig:
+    """Where the synthetic camera sits: height above the floor (m) and pitch (degrees, positive
+    looks up), each drawn uniformly from its ``(low, high)`` range (equal ends = fixed).
+
+    The defaults span a hand-held camera or a robot mast held roughly level (NYU-like). A robot
+    whose camera is bolted on renders training data that matches its mount, e.g.
+    ``CameraRig(height=(1.25, 1.35), pitch_deg=(-9, -3))``: the floor's depth at each image row
+    is then nearly fixed, which is the metric cue such a robot has and a network learns fast.
+    """
+
+    height: Tuple[float, float] = (1.1, 1.5)
+    pitch_deg: Tuple[float, float] = (-14.0, 3.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "height", _range_pair(self.height, "camera_height", 0.2, 2.3, "m"))
+        object.__setattr__(self, "pitch_deg", _range_pair(self.pitch_deg, "camera_pitch_deg", -60.0, 60.0, "deg"))
+
+    def key(self) -> str:
+        """The rig's part of a cache file name."""
+        return f"cam{self.height[0]:g}-{self.height[1]:g}m{self.pitch_deg[0]:g}_{self.pitch_deg[1]:g}deg"
+
+
+def _range_pair(values: Sequence[float], name: str, lowest: float, highest: float, unit: str) -> Tuple[float, float]:
+    """``values`` as a checked ``(low, high)`` inside ``[lowest, highest]``; DataError otherwise."""
+    pair = tuple(float(v) for v in values)
+    if len(pair) != 2 or not lowest <= pair[0] <= pair[1] <= highest:
+        raise DataError(
+            f"data.synthetic.{name}={list(values)} is invalid: expected [low, high] with "
+            f"{lowest:g} <= low <= high <= {highest:g} {unit} (equal values fix it)"
+        )
+    return pair  # type: ignore[return-value]
+
+
 #: Per surface role: texture kinds to draw from and the log-uniform range of pattern periods (m).
 _SURFACE_STYLES: Dict[str, Tuple[Tuple[str, ...], Tuple[float, float]]] = {
     "floor": (("wood", "wood", "tiles", "checker", "noise", "marble", "plain"), (0.15, 0.7)),
@@ -684,15 +718,17 @@ def sample_room(rng: np.random.Generator) -> Room:
     return Room(size, floor, ceiling, (shared, others[0], others[1], others[2]))
 
 
-def sample_camera(rng: np.random.Generator, room_size: Vec3) -> Camera:
-    """A camera 1.1-1.5 m high (hand-held or robot mast), looking towards the middle of the room,
-    pitched -26..+7 deg."""
+def sample_camera(rng: np.random.Generator, room_size: Vec3, rig: Optional[CameraRig] = None) -> Camera:
+    """A camera at the rig's height and pitch (defaults: 1.1-1.5 m, -14..+3 deg), somewhere in the
+    room, looking towards its middle."""
+    rig = rig or CameraRig()
     width, height, length = room_size
-    position = (float(rng.uniform(0.4, width - 0.4)), float(rng.uniform(1.1, 1.5)),
+    position = (float(rng.uniform(0.4, width - 0.4)), float(rng.uniform(*rig.height)),
                 float(rng.uniform(0.4, length - 0.4)))
     target = (rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * length)
     yaw = math.atan2(target[0] - position[0], target[1] - position[2]) + rng.normal(0.0, 0.35)
-    return Camera(position, yaw=float(yaw), pitch=float(rng.uniform(-0.45, 0.12)), roll=float(rng.normal(0.0, 0.03)))
+    pitch = math.radians(rng.uniform(*rig.pitch_deg))
+    return Camera(position, yaw=float(yaw), pitch=float(pitch), roll=float(rng.normal(0.0, 0.03)))
 
 
 def sample_light(rng: np.random.Generator, room_size: Vec3) -> Light:
@@ -704,10 +740,14 @@ def sample_light(rng: np.random.Generator, room_size: Vec3) -> Light:
 
 
 def _floor_position(rng: np.random.Generator, room_size: Vec3, camera: Camera) -> Tuple[float, float]:
-    """(x, z) of an object: 65% of them 0.8-6 m in front of the camera, the rest anywhere."""
+    """(x, z) of an object: 65% of them 1.5-6 m in front of the camera, the rest anywhere.
+
+    From 1.5 m on, a camera at table height or above sees where an object in front of it meets
+    the floor, the cue that gives the object's distance; nearer, the contact is below the frame.
+    """
     width, _, length = room_size
     if rng.random() < 0.65:
-        angle, distance = camera.yaw + rng.uniform(-0.5, 0.5), rng.uniform(0.8, 6.0)
+        angle, distance = camera.yaw + rng.uniform(-0.5, 0.5), rng.uniform(1.5, 6.0)
         x = camera.position[0] + distance * math.sin(angle)
         z = camera.position[2] + distance * math.cos(angle)
         return float(np.clip(x, 0.2, width - 0.2)), float(np.clip(z, 0.2, length - 0.2))
@@ -762,7 +802,7 @@ def _furniture(rng: np.random.Generator, room_size: Vec3) -> Box:
 
 
 def sample_objects(rng: np.random.Generator, room_size: Vec3, camera: Camera, light: Vec3) -> List[SceneObject]:
-    """0-2 pieces of furniture against walls and 3-10 boxes, spheres and cylinders (15% floating,
+    """0-2 pieces of furniture against walls and 3-10 boxes, spheres and cylinders (5% floating,
     most of them in front of the camera).
 
     Objects that would come within 0.35 m of the camera or 0.15 m of the light are dropped, so
@@ -772,15 +812,16 @@ def sample_objects(rng: np.random.Generator, room_size: Vec3, camera: Camera, li
     makers = (_random_box, _random_sphere, _random_cylinder)
     for _ in range(int(rng.integers(3, 11))):
         maker = makers[int(rng.choice(3, p=[0.45, 0.25, 0.3]))]
-        candidates.append(maker(rng, room_size, camera, bool(rng.random() < 0.15)))
+        candidates.append(maker(rng, room_size, camera, bool(rng.random() < 0.05)))
     return [obj for obj in candidates if obj.distance_to(camera.position) > 0.35 and obj.distance_to(light) > 0.15]
 
 
-def sample_scene(seed: SeedLike) -> Scene:
-    """A random furnished room, camera and light drawn from ``seed`` (an int or a Generator)."""
+def sample_scene(seed: SeedLike, rig: Optional[CameraRig] = None) -> Scene:
+    """A random furnished room, camera (placed as ``rig`` says) and light drawn from ``seed`` (an
+    int or a Generator)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     room = sample_room(rng)
-    camera = sample_camera(rng, room.size)
+    camera = sample_camera(rng, room.size, rig)
     light = sample_light(rng, room.size)
     objects = sample_objects(rng, room.size, camera, light.position)
     return Scene(camera, room, light, tuple(objects), exposure=float(rng.uniform(0.55, 0.95)),
@@ -802,13 +843,14 @@ def record_dtype(height: int, width: int) -> np.dtype:
     return np.dtype([("rgb", np.uint8, (height, width, 3)), ("depth", np.float32, (height, width))])
 
 
-#: (seed, split, index, height, width, min_depth, max_depth)
-RenderJob = Tuple[int, str, int, int, int, float, float]
+#: (seed, split, index, height, width, min_depth, max_depth, rig)
+RenderJob = Tuple[int, str, int, int, int, float, float, CameraRig]
 
 
 def _render_job(job: RenderJob) -> Tuple[np.ndarray, np.ndarray]:
-    seed, split, index, height, width, min_depth, max_depth = job
-    rgb, depth, _ = render_scene(scene_rng(seed, split, index), height, width, min_depth, max_depth)
+    seed, split, index, height, width, min_depth, max_depth, rig = job
+    scene = sample_scene(scene_rng(seed, split, index), rig)
+    rgb, depth, _ = render_scene(scene, height, width, min_depth, max_depth)
     return rgb, depth
 
 
@@ -834,8 +876,9 @@ class SyntheticScenes(Dataset):
 
     def __init__(self, split: str, height: int, width: int, num_samples: int, seed: int = 0,
                  cache_dir: Optional[str] = None, min_depth: float = 0.1, max_depth: float = 10.0,
-                 workers: int = 2) -> None:
+                 workers: int = 2, rig: Optional[CameraRig] = None) -> None:
         _check_arguments(split, height, width, num_samples, seed, min_depth, max_depth)
+        self.rig = rig or CameraRig()
         self.split, self.height, self.width = split, int(height), int(width)
         self.num_samples, self.seed, self.workers = int(num_samples), int(seed), int(workers)
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
@@ -845,23 +888,26 @@ class SyntheticScenes(Dataset):
 
     @classmethod
     def from_config(cls, data_cfg, split: str) -> "SyntheticScenes":
-        """Build from a ``DataConfig``: size, depth range and ``data.synthetic``.
+        """Build from a ``DataConfig``: size, depth range and ``data.synthetic`` (counts, seed,
+        cache, camera rig).
 
         ``train`` gets ``num_train`` samples; ``val`` and ``test`` get ``num_val`` each.
         """
         synthetic = data_cfg.synthetic
         count = synthetic.num_train if split == "train" else synthetic.num_val
+        rig = CameraRig(tuple(synthetic.camera_height), tuple(synthetic.camera_pitch_deg))
         return cls(split, data_cfg.height, data_cfg.width, count, seed=synthetic.seed,
-                   cache_dir=synthetic.cache_dir or None, min_depth=data_cfg.min_depth, max_depth=data_cfg.max_depth)
+                   cache_dir=synthetic.cache_dir or None, min_depth=data_cfg.min_depth, max_depth=data_cfg.max_depth,
+                   rig=rig)
 
     def cache_name(self) -> str:
         """File name of this split's cache: every setting that changes the pixels is in it."""
         return (f"synthetic-v{GENERATOR_VERSION}-{self.split}-{self.height}x{self.width}-n{self.num_samples}"
-                f"-seed{self.seed}-depth{self.min_depth:g}-{self.max_depth:g}.npy")
+                f"-seed{self.seed}-depth{self.min_depth:g}-{self.max_depth:g}-{self.rig.key()}.npy")
 
     def scene(self, index: int) -> Scene:
         """The scene description of sample ``index``."""
-        return sample_scene(scene_rng(self.seed, self.split, index))
+        return sample_scene(scene_rng(self.seed, self.split, index), self.rig)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -921,7 +967,7 @@ class SyntheticScenes(Dataset):
         return records
 
     def _render_into(self, records: np.ndarray) -> np.ndarray:
-        jobs = [(self.seed, self.split, i, self.height, self.width, self.min_depth, self.max_depth)
+        jobs = [(self.seed, self.split, i, self.height, self.width, self.min_depth, self.max_depth, self.rig)
                 for i in range(self.num_samples)]
         with tqdm(total=len(jobs), disable=len(jobs) <= PROGRESS_THRESHOLD, unit="sample",
                   desc=f"rendering synthetic {self.split}") as progress:
