@@ -115,6 +115,9 @@ class TrainConfig:
     checkpoint_every: int = 200
     #: Abort after this many non-finite losses in a row (each one skips its step).
     max_nonfinite: int = 20
+    #: Precise BN: at the end, re-estimate BatchNorm statistics over this many training batches
+    #: with the final weights (0 = keep the running averages).
+    precise_bn_batches: int = 50
 
 
 @dataclass
@@ -185,6 +188,7 @@ RANGES: Dict[str, tuple] = {
     "train.eval_every": (1, None),
     "train.checkpoint_every": (1, None),
     "train.max_nonfinite": (1, None),
+    "train.precise_bn_batches": (0, None),
     "eval.batch_size": (1, None),
     "eval.max_samples": (0, None),
 }

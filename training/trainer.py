@@ -6,6 +6,7 @@ CPU). Rank 0 alone logs, evaluates and writes checkpoints; every rank takes the 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import os
@@ -118,6 +119,14 @@ def select_amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, fused where torch has the fused kernel for ``device``: on a 2-core CPU the update of
+    ResNet18's 11 M weights took 8 ms fused against 41 ms per-tensor (a fifth of a 96x128 step).
+    The fused and per-tensor updates are the same algorithm (results equal to rounding)."""
+    fused = device.type in ("cpu", "cuda") and "fused" in inspect.signature(torch.optim.AdamW).parameters
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {}))
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     random.seed(seed)
@@ -149,7 +158,7 @@ class Trainer:
         # on this project's 2-core CPU it cut a 96x128 step by 13%, 40% with bf16 autocast.
         self.model = create_model(self.spec, pretrained=cfg.model.pretrained).to(self.device, memory_format=torch.channels_last)
         self.loss_fn = DepthLoss.from_config(cfg.loss).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.optimizer = make_optimizer(self.model, cfg.train.lr, cfg.train.weight_decay, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: warmup_cosine(step, cfg.train.warmup_steps, cfg.train.steps)
         )
@@ -233,6 +242,7 @@ class Trainer:
                 metrics = self._after_step(batch) or metrics
         finally:
             progress.close()
+        self.recompute_bn_statistics(cfg.precise_bn_batches, batches)
         metrics = self._finish(time.perf_counter() - started, metrics)
         return metrics
 
@@ -374,6 +384,31 @@ class Trainer:
         self.writer.close()
         metrics = dict(metrics, train_seconds=seconds, nonfinite_skipped=self.state.nonfinite_total)
         return metrics
+
+    def recompute_bn_statistics(self, num_batches: int, batches: Optional[Iterator[tuple]] = None) -> None:
+        """Precise BN (Wu & Johnson, 2021): replace BatchNorm running statistics by their plain
+        average over ``num_batches`` training batches, computed with the final weights.
+
+        The running averages (momentum 0.1) mostly reflect the last ten batches, seen by weights
+        that changed since; at the end of a short run that noise moved held-out d1 by up to 4
+        points between neighbouring checkpoints. Forward passes only: weights do not change.
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if num_batches <= 0 or not norms:
+            return
+        batches = batches or self.batches()
+        momenta = [m.momentum for m in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # None = cumulative moving average, i.e. the plain mean
+        self.model.train()
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        with torch.no_grad(), autocast:
+            for _ in range(num_batches):
+                image, _, _ = self._to_device(next(batches)[0])
+                self.model(normalize_torch(image, self.spec).contiguous(memory_format=torch.channels_last))
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
 
     def close(self) -> None:
         """Leave the process group (torchrun jobs)."""

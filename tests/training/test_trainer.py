@@ -16,7 +16,10 @@ from edgedepth.errors import CheckpointError
 from edgedepth.training.checkpoint import read_checkpoint
 from edgedepth.training.cli import eval_main, train_main
 from edgedepth.training.config import load_config
-from edgedepth.training.trainer import Trainer, TrainingError, cpu_has_native_bf16, select_amp_dtype, warmup_cosine
+from edgedepth.training.data import normalize_torch
+from edgedepth.training.trainer import (
+    Trainer, TrainingError, cpu_has_native_bf16, make_optimizer, select_amp_dtype, warmup_cosine,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,6 +111,49 @@ def test_bf16_training_step_keeps_fp32_weights_and_finite_loss(tmp_path, cache_d
     assert terms is not None and all(torch.isfinite(torch.tensor(v)) for v in terms.values())
     assert grad_norm > 0
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def test_precise_bn_sets_statistics_from_the_final_weights_and_leaves_weights_alone(tmp_path, cache_dir):
+    trainer = Trainer(load_config("base", tiny_overrides(tmp_path, cache_dir, **{"train.amp": "none"})))
+    batch = next(trainer.batches())[0]
+    norms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items() if "running" not in k and "batches" not in k}
+
+    trainer.recompute_bn_statistics(3, iter([(batch, 0.0)] * 3))
+    precise = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    assert all(m.momentum == 0.1 for m in norms), "the training momentum must be restored"
+    after = trainer.model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in weights.items())
+
+    # Reference: one pass with momentum 1 makes the running statistics that batch's statistics,
+    # which is what averaging three identical batches must give.
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = 1.0
+    trainer.model.train()
+    with torch.no_grad():
+        image = normalize_torch(batch["image"], trainer.spec).contiguous(memory_format=torch.channels_last)
+        trainer.model(image)
+    for norm, (mean, var) in zip(norms, precise):
+        torch.testing.assert_close(mean, norm.running_mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(var, norm.running_var, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_adamw_takes_the_same_step_as_the_per_tensor_one():
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)]
+    models[1].load_state_dict(models[0].state_dict())
+    fused = make_optimizer(models[0], 1e-2, 1e-4, torch.device("cpu"))
+    plain = torch.optim.AdamW(models[1].parameters(), lr=1e-2, weight_decay=1e-4)
+    assert fused.defaults.get("fused") is True
+    x = torch.randn(16, 8)
+    for model, optimizer in zip(models, (fused, plain)):
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_nonfinite_losses_skip_steps_then_abort(tmp_path, cache_dir, monkeypatch):
