@@ -268,9 +268,8 @@ class Trainer:
         """One optimisation step. Returns (loss terms, grad norm), or (None, None) when skipped."""
         image, depth, mask = self._to_device(batch)
         self.ddp_model.train()
-        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
-        with autocast:
-            pred = self.ddp_model(normalize_torch(image, self.spec).contiguous(memory_format=torch.channels_last))
+        with self._autocast():
+            pred = self.ddp_model(self._network_input(image))
         total, terms = self.loss_fn(pred.float(), depth, mask)
         self.optimizer.zero_grad(set_to_none=True)
         if not self._loss_is_finite(total):
@@ -283,6 +282,14 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return terms, float(grad_norm)
+
+    def _autocast(self):
+        """Mixed-precision context of ``train.amp`` (a no-op in FP32)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+
+    def _network_input(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> normalised float input in the model's channels_last layout."""
+        return normalize_torch(image, self.spec).contiguous(memory_format=torch.channels_last)
 
     def _advance_schedule_without_update(self) -> None:
         """A skipped step still counts as a step, so the LR schedule stays aligned with ``step``."""
@@ -402,11 +409,10 @@ class Trainer:
             norm.reset_running_stats()
             norm.momentum = None  # None = cumulative moving average, i.e. the plain mean
         self.model.train()
-        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), self._autocast():
             for _ in range(num_batches):
                 image, _, _ = self._to_device(next(batches)[0])
-                self.model(normalize_torch(image, self.spec).contiguous(memory_format=torch.channels_last))
+                self.model(self._network_input(image))
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
 
