@@ -14,8 +14,7 @@ Nothing heavy is imported here: torch, onnx and TensorRT load only when a functi
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgedepth.lazy import lazy_getattr
 
 _LAZY = {
     "export_onnx": "edgedepth.export.onnx_export",
@@ -29,8 +28,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'edgedepth.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -106,7 +106,11 @@ def select_amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     native bf16, FP32 otherwise. An explicit ``bf16``/``fp16`` is honoured or refused, never
     silently replaced.
     """
-    if amp == "none" or device.type not in ("cuda", "cpu"):
+    if amp == "none":
+        return None
+    if device.type not in ("cuda", "cpu"):
+        if amp != "auto":
+            raise TrainingError(f"train.amp={amp} is supported on CUDA and CPU, not {device.type}; use train.amp=none")
         return None
     if device.type == "cpu":
         if amp == "fp16":

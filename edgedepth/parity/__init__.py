@@ -12,8 +12,7 @@ reference is the checkpoint in PyTorch).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgedepth.lazy import lazy_getattr
 
 _LAZY = {
     "ParityOptions": "edgedepth.parity.runner",
@@ -29,8 +28,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'edgedepth.parity' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
-import cv2
 import numpy as np
 
 HEIGHT, WIDTH = 64, 96
@@ -32,17 +31,6 @@ def moving_frames(count: int, height: int = 72, width: int = 104) -> List[np.nda
         frame[20:36, left:left + 16, 1:] = 255
         frames.append(frame)
     return frames
-
-
-def write_video(path: Path, frames: List[np.ndarray], fps: float = 10.0) -> Path:
-    """An MJPG AVI (decodable by every OpenCV build)."""
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    assert writer.isOpened(), "OpenCV cannot write MJPG AVI here"
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def build_small_depth_onnx(path: Path, height: int = 32, width: int = 32, seed: int = 0) -> Path:

@@ -21,7 +21,8 @@ from edgedepth.calib.errors import CalibrationError
 from edgedepth.preprocess import preprocess
 from edgedepth.spec import ModelSpec
 
-from calib_helpers import moving_frames, write_small_config, write_video
+from calib_helpers import moving_frames, write_small_config
+from media_helpers import write_video
 
 SPEC = ModelSpec(height=64, width=96)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgedepth.spec import ModelSpec
+from media_helpers import write_video
 
 
 @dataclass
@@ -76,16 +77,6 @@ def moving_frames(count: int, width: int, height: int) -> List[np.ndarray]:
         frame[40:80, left : left + 40] = (255, 255, 255)
         frames.append(frame)
     return frames
-
-
-def write_video(path: Path, frames: List[np.ndarray], fps: float = 15.0) -> Path:
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    assert writer.isOpened(), "OpenCV cannot write mp4v here"
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 @pytest.fixture

@@ -101,6 +101,9 @@ def test_cpu_mixed_precision_is_bf16_only_where_the_cpu_has_it():
     assert select_amp_dtype("auto", cpu) is (torch.bfloat16 if cpu_has_native_bf16() else None)
     with pytest.raises(TrainingError, match="train.amp=fp16 needs a CUDA device"):
         select_amp_dtype("fp16", cpu)
+    assert select_amp_dtype("auto", torch.device("meta")) is None
+    with pytest.raises(TrainingError, match="train.amp=bf16 is supported on CUDA and CPU, not meta"):
+        select_amp_dtype("bf16", torch.device("meta"))
 
 
 def test_bf16_training_step_keeps_fp32_weights_and_finite_loss(tmp_path, cache_dir):
