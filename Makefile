@@ -1,20 +1,28 @@
 # The two commands of the README. Each sets itself up (virtualenv + installs) and is idempotent.
 #   make demo   train on synthetic data for a few minutes, evaluate, print metrics
 #   make test   run the whole test suite
+#   make test-gpu   every gpu/tensorrt test, a missing GPU or CUDA binding failing instead of skipping
+#                   (on a bare CUDA machine: bash scripts/gpu_check.sh, which prepares everything)
 VENV ?= .venv
 PYTHON ?= python3
 # The CPU wheel of PyTorch that lies on this kind of machine; installed before the extras so
 # nothing pulls a multi-GB CUDA build. Override on a GPU box: make TORCH_SPEC='torch' ...
+# cuda-python 13 (tensorrt-cu13) matches this machine's CUDA 13 toolkit; with no driver it answers
+# every call with an error, which the tests check is reported in one line.
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgedepth-installed
 
-.PHONY: demo test test-fast install clean
+# The GPU tests: CUDA memory layer, PyTorch CUDA, TensorRT (skipped with its reason where TensorRT
+# is absent; EDGEDEPTH_REQUIRE_TENSORRT=1 makes that a failure too).
+GPU_TESTS := -m "gpu or tensorrt or torch_cuda"
+
+.PHONY: demo test test-fast test-gpu install clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[train,export,runtime,calib,modelopt,dev]"
+	$(PY) -m pip install -q -e ".[train,export,runtime,calib,modelopt,dev,tensorrt-cu13]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,8 +33,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+test-gpu: $(STAMP)
+	EDGEDEPTH_REQUIRE_GPU=1 $(PY) -m pytest -q -rs $(GPU_TESTS)
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-gpu build dist *.egg-info .pytest_cache

@@ -65,7 +65,7 @@ def _calibrate(fp32: Path, images: Path, output: Path, quantizer: str, target: s
     report = calibrate(request, log=lambda _: None)
     return {"seconds": round(time.perf_counter() - started, 1), "quantizer_version": report.quantizer_version,
             "int8_vs_fp32": report.figures, "kept_in_higher_precision": len(report.kept_in_higher_precision),
-            "tensorrt_notes": report.tensorrt_notes}
+            "tensorrt_compatibility": report.tensorrt_compatibility}
 
 
 def _summary(times: List[float]) -> dict:

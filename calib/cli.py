@@ -16,18 +16,23 @@ from edgedepth.calib.dataset import DEFAULT_NUM_EVAL, DEFAULT_NUM_IMAGES
 from edgedepth.calib.pipeline import DEFAULT_METHOD, CalibrationRequest, calibrate
 from edgedepth.calib.quantizers import METHODS, QUANTIZERS, TARGETS
 from edgedepth.calib.sensitivity import DEFAULT_MAX_FALLBACK, DEFAULT_TOP_K
+from edgedepth.export.cli import trt_target
 
 EPILOG = f"""\
 examples:
   depth-calib --onnx model.onnx --data frames/ --output model.int8.onnx
   depth-calib --onnx model.onnx --data drive.mp4 --data office/ --num-images 300 --output model.int8.onnx
   depth-calib --onnx model.onnx --data demo --save-set calib.npy --output model.int8.onnx
+  depth-calib --onnx model.onnx --data frames/ --trt-version 8.5 --output model.jp5.int8.onnx   # JetPack 5
   depth-calib --onnx model.onnx --load-set calib.npy --cache model.calib     # JetPack 5/6 implicit INT8
 
 --data takes a folder of images (searched recursively), a video (frames sampled evenly) or a
 training config (YAML path or shipped name such as 'demo': its data section, --split).
 Default budget: AbsRel <= {DEFAULT_ABS_REL:.0%} and delta1 agreement >= {DEFAULT_D1_AGREEMENT} (INT8 vs FP32 on held-out images);
 --budget FILE.yaml may set abs_rel, d1_agreement, rmse, max_abs, p99_abs (null = unchecked).
+--trt-version picks what that TensorRT parses: 8.x gets ONNX Runtime's quantizer at opset 17,
+10.x ModelOpt (when installed) or ONNX Runtime, 11.x the same with the unquantized layers in FP16
+(head in FP32); the graph is checked like `depth-export check` before it is written.
 See docs/CALIBRATION.md.
 """
 
@@ -57,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--target", choices=TARGETS, default="tensorrt",
                        help="tensorrt: symmetric INT8, zero point 0 (TensorRT 8.5-11; ORT runs it too); cpu: UINT8 "
                             "activations for ONNX Runtime's fast x86 kernels (ORT back end; TensorRT rejects it)")
+    quant.add_argument("--trt-version", type=trt_target, metavar="V",
+                       help="TensorRT version the Q/DQ graph is for, e.g. 8.5, 8.6, 10.3, 11 "
+                            "(default: the installed TensorRT's, else 10)")
     quant.add_argument("--exclude", action="append", default=[], metavar="NODE_REGEX",
                        help="keep matching nodes in higher precision (repeatable); the output head always is")
     check = parser.add_argument_group("accuracy budget")
@@ -74,6 +82,7 @@ def request_from_args(args: argparse.Namespace) -> CalibrationRequest:
     return CalibrationRequest(
         onnx=args.onnx, output=args.output, data=list(args.data), eval_data=list(args.eval_data), split=args.split,
         num_images=args.num_images, num_eval=args.num_eval, method=args.method, quantizer=args.quantizer, target=args.target,
+        trt_version=args.trt_version,
         exclude=list(args.exclude), budget=load_budget(args.budget), max_fallback=args.max_fallback,
         top_k=args.sensitivity_top_k, keep_failed=args.keep_failed, cache=args.cache, save_set=args.save_set,
         load_set=args.load_set, report=args.report,
@@ -90,6 +99,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)  # exits 2 on a usage error
     if not args.output and not args.cache:
         parser.error("pass --output model.int8.onnx (Q/DQ ONNX) and/or --cache model.calib (TensorRT cache)")
+    if args.trt_version is not None and args.target != "tensorrt":
+        parser.error("--trt-version applies to --target tensorrt only (a --target cpu graph is for ONNX Runtime)")
     if bool(args.data) == bool(args.load_set):
         parser.error("pass calibration images with --data SOURCE or a saved set with --load-set FILE.npy (one of them)")
     try:

@@ -4,20 +4,18 @@ TensorRT 10.1 deprecated the calibrator API in favour of Q/DQ ONNX and TensorRT 
 but JetPack 5 (TensorRT 8.5) and 6 (8.6 / 10.3) users still build INT8 engines with
 ``IInt8EntropyCalibrator2`` / ``IInt8MinMaxCalibrator`` and a calibration cache.
 
-The calibrator here is a thin adapter: the calibration images come from the same calibration set
-as the Q/DQ path (same sampling, same preprocessing); device memory comes from the runtime's CUDA
-helper (pycuda or cuda-python). The cache TensorRT writes says nothing about the model it belongs
+The calibrator is the thin adapter of :mod:`edgedepth.trt.calibrator`: the calibration images come
+from the same calibration set as the Q/DQ path (same sampling, same preprocessing); device memory
+comes from :mod:`edgedepth.trt.memory` (cuda-python, or pycuda with push/pop in any thread). The cache TensorRT writes says nothing about the model it belongs
 to, so a JSON key file travels with it (``model.calib`` -> ``model.calib.json``): the FP32 ONNX's
 sha256, the preprocessing hash, the input shape and the algorithm. A cache whose key differs
 (re-exported model, other input size or normalisation) or that has no key file is refused with a
 message naming the difference: a stale cache silently gives a wrong engine.
 
-TensorRT is imported only inside the functions that need it; the class is created by
-:func:`create_calibrator` because its base class lives in the ``tensorrt`` module.
+TensorRT is imported only inside the functions that need it, through :mod:`edgedepth.trt`.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -37,10 +35,16 @@ from edgedepth.calib.dataset import (
 from edgedepth.calib.errors import CalibrationCacheError, CalibrationError
 from edgedepth.io import sha256_file, write_bytes_atomic, write_json_atomic
 from edgedepth.spec import ModelSpec
+from edgedepth.trt import calibrator as trt_calibrator
+from edgedepth.trt.generation import probe_api
+from edgedepth.trt.imports import import_tensorrt
+from edgedepth.trt.logger import make_logger
+from edgedepth.trt.memory import open_cuda_memory
+from edgedepth.trt.network import create_network, network_flag_names, parse_onnx
 
 CACHE_FORMAT = "edgedepth.trt_calibration_cache/1"
 #: Our method names -> TensorRT calibrator classes (TensorRT has no percentile calibrator).
-ALGORITHMS = {"entropy": "IInt8EntropyCalibrator2", "minmax": "IInt8MinMaxCalibrator"}
+ALGORITHMS = trt_calibrator.CALIBRATOR_CLASSES
 DEFAULT_ALGORITHM = "minmax"
 WORKSPACE_BYTES = 1 << 30
 PathLike = Union[str, Path]
@@ -202,32 +206,6 @@ class BatchFeeder:
 # ---------------------------------------------------------------------------------------------
 
 
-def import_tensorrt() -> Any:
-    """``tensorrt`` (BackendError with install advice when missing)."""
-    from edgedepth.runtime.trt_backend import import_tensorrt as runtime_import
-
-    return runtime_import()
-
-
-def open_cuda_memory() -> Any:
-    """Device memory through pycuda or cuda-python (the runtime's helper)."""
-    from edgedepth.runtime.trt_backend import open_cuda_memory as runtime_open
-
-    return runtime_open()
-
-
-def calibrator_base(trt: Any, algorithm: str) -> type:
-    """The TensorRT calibrator class for ``algorithm``; CalibrationError on TensorRT 11+."""
-    check_algorithm(algorithm)
-    base = getattr(trt, ALGORITHMS[algorithm], None)
-    if base is None:
-        raise CalibrationError(
-            f"TensorRT {getattr(trt, '__version__', '?')} has no {ALGORITHMS[algorithm]}: TensorRT 11 removed implicit "
-            "INT8 calibration; build the engine from the Q/DQ ONNX that `depth-calib --output` writes"
-        )
-    return base
-
-
 def create_calibrator(
     batches: Optional[Sequence[np.ndarray]],
     cache_path: PathLike,
@@ -242,7 +220,7 @@ def create_calibrator(
     raise what went wrong inside a callback, and ``calibrator.close()`` to free device memory.
     """
     trt = import_tensorrt()
-    base = calibrator_base(trt, key.algorithm)
+    trt_calibrator.calibrator_base(trt, key.algorithm)  # TensorRT 11 has none: say so before anything else
     has_cache = check_cache(cache_path, key)
     if not has_cache and not batches:
         raise CalibrationError(
@@ -250,70 +228,20 @@ def create_calibrator(
             "(a folder of images, a video or a dataset config)"
         )
     feeder = BatchFeeder(batches or [], key.input_shape)
-    return _adapter_class(base)(feeder, Path(cache_path), key, dict(details or {}))
+    stored = dict(details or {})
 
+    def write(data: bytes) -> None:
+        # TensorRT may write back the cache it just read; rewriting it would drop the key file's
+        # details (the nodes depth-calib kept in higher precision), so an identical cache is left alone.
+        if has_cache and Path(cache_path).read_bytes() == data:
+            return
+        write_cache(cache_path, key, data, dict(stored, calibration_batches=feeder.served))
 
-def _adapter_class(base: type) -> type:
-    class EdgeDepthCalibrator(base):  # type: ignore[misc, valid-type]
-        """TensorRT calibrator over edgedepth calibration batches with a keyed cache."""
-
-        def __init__(self, feeder: BatchFeeder, cache_path: Path, key: CacheKey, details: Dict[str, Any]) -> None:
-            base.__init__(self)  # pybind11 trampolines need the base constructor called explicitly
-            self.feeder, self.cache_path, self.key, self.details = feeder, cache_path, key, details
-            self.memory: Any = None
-            self.device_pointer: Optional[int] = None
-            self.error: Optional[BaseException] = None
-            self.cache_written = False
-
-        def get_batch_size(self) -> int:
-            return int(self.key.input_shape[0])
-
-        def get_batch(self, names: List[str]) -> Optional[List[int]]:
-            try:
-                batch = self.feeder.next()
-                if batch is None:
-                    return None
-                if self.memory is None:
-                    self.memory = open_cuda_memory()
-                    self.device_pointer = self.memory.device(batch.nbytes)
-                self.memory.copy_to_device_async(self.device_pointer, batch)
-                self.memory.synchronize()
-                return [int(self.device_pointer)] * len(names)
-            except Exception as exc:  # TensorRT would swallow it and stop calibrating silently
-                self.error = exc
-                return None
-
-        def read_calibration_cache(self) -> Optional[bytes]:
-            try:
-                return read_cache(self.cache_path, self.key)
-            except Exception as exc:
-                self.error = exc
-                return None
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            try:
-                details = dict(self.details, calibration_batches=self.feeder.served)
-                write_cache(self.cache_path, self.key, bytes(cache), details)
-                self.cache_written = True
-            except Exception as exc:
-                self.error = exc
-
-        def check(self) -> None:
-            """Raise the first error a TensorRT callback hit."""
-            if self.error is not None:
-                raise CalibrationError(f"TensorRT calibration callback failed: {self.error}") from self.error
-
-        def close(self) -> None:
-            if self.memory is not None and self.device_pointer is not None:
-                self.memory.free_device(self.device_pointer)
-                self.memory.close()
-            self.memory, self.device_pointer = None, None
-
-    return EdgeDepthCalibrator
-
-
-def tensorrt_installed() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
+    calibrator = trt_calibrator.create_calibrator(
+        trt, key.algorithm, feeder, key.input_shape[0], lambda: read_cache(cache_path, key), write, lambda: open_cuda_memory(),
+    )
+    calibrator.feeder, calibrator.key, calibrator.cache_path = feeder, key, Path(cache_path)
+    return calibrator
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,23 +321,7 @@ def build_int8_calibrator(
     return create_calibrator(batches, cache_path, key, details)
 
 
-def _network_flags(trt: Any) -> int:
-    """EXPLICIT_BATCH on TensorRT 8.x (required for ONNX); 10.x ignores it (and warns), 11 removed it."""
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
-    major = int(str(getattr(trt, "__version__", "0")).split(".")[0] or 0)
-    return 1 << int(flag) if flag is not None and major < 10 else 0
-
-
-def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
-    network = builder.create_network(_network_flags(trt))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise CalibrationError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    return network, parser
-
-
-def _profile_for_dynamic_input(trt: Any, builder: Any, network: Any, config: Any, shape: Tuple[int, ...]) -> None:
+def _profile_for_dynamic_input(builder: Any, network: Any, config: Any, shape: Tuple[int, ...]) -> None:
     tensor = network.get_input(0)
     if all(int(d) > 0 for d in tensor.shape):
         return
@@ -419,27 +331,34 @@ def _profile_for_dynamic_input(trt: Any, builder: Any, network: Any, config: Any
     config.set_calibration_profile(profile)
 
 
-def calibrate_with_tensorrt(onnx_path: PathLike, calibrator: Any) -> None:
+def calibrate_with_tensorrt(onnx_path: PathLike, calibrator: Any, log=print) -> None:
     """Run TensorRT's INT8 calibration (an INT8 build of ``onnx_path``; the engine is discarded).
 
     The cache it writes is what ``depth-export engine --precision int8 --calib-cache`` reuses.
+    The throwaway build runs at builder optimization level 0 where it exists (8.6+): calibration
+    needs the network's activations, not the fastest tactics.
     """
     trt = import_tensorrt()
-    logger = trt.Logger(trt.Logger.WARNING)
+    api = probe_api(trt)
+    logger = make_logger(trt, log)
     builder = trt.Builder(logger)
-    network, _parser = _parse(trt, builder, logger, Path(onnx_path))
+    network = create_network(trt, builder, network_flag_names(api))
+    parse_onnx(trt, network, logger, Path(onnx_path))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     config.set_flag(trt.BuilderFlag.INT8)
-    _profile_for_dynamic_input(trt, builder, network, config, calibrator.key.input_shape)
+    if api.optimization_level:
+        config.builder_optimization_level = 0
+    _profile_for_dynamic_input(builder, network, config, calibrator.key.input_shape)
     config.int8_calibrator = calibrator
     try:
         plan = builder.build_serialized_network(network, config)
-        calibrator.check()
     finally:
         calibrator.close()
+    calibrator.check()
     if plan is None:
-        raise CalibrationError(f"TensorRT's INT8 build of {onnx_path} failed (see the TensorRT log above)")
+        detail = "; ".join(logger.errors[-3:]) or "see the TensorRT log above"
+        raise CalibrationError(f"TensorRT's INT8 calibration build of {onnx_path} failed: {detail}")
 
 
 def write_tensorrt_cache(

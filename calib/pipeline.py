@@ -22,6 +22,7 @@ from edgedepth.calib.dataset import (
     CalibrationSet,
     attach_held_out,
     build_calibration_set,
+    calibration_batches,
     check_counts,
     evenly_spaced,
     load_calibration_set,
@@ -41,12 +42,17 @@ from edgedepth.calib.sensitivity import (
     group_scores,
     rank_nodes,
 )
-from edgedepth.export import onnx_info
+from edgedepth.export import conformance, onnx_info
 from edgedepth.io import atomic_path, sha256_file
 from edgedepth.spec import ModelSpec
+from edgedepth.trt.generation import TrtTarget, default_target, parse_target
 
 Log = Callable[[str], None]
 DEFAULT_METHOD = "minmax"
+#: The versions every report states compatibility with (JetPack 5, 6.0, 6.1+, desktop 10.x, 11).
+REPORTED_TARGETS = tuple(parse_target(text) for text in ("8.5", "8.6", "10.3", "10.16", "11"))
+#: Calibration images AutoCast sees when it converts a TensorRT 11 graph's float parts to FP16.
+AUTOCAST_IMAGES = 8
 
 
 @dataclass
@@ -63,6 +69,9 @@ class CalibrationRequest:
     method: str = DEFAULT_METHOD
     quantizer: str = "auto"
     target: str = "tensorrt"
+    #: The TensorRT the Q/DQ graph is for (None: the installed one, else 10); decides the quantizer,
+    #: the opset and, for 11.x, FP16 unquantized layers.
+    trt_version: Optional[TrtTarget] = None
     exclude: List[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
     max_fallback: int = DEFAULT_MAX_FALLBACK
@@ -96,7 +105,8 @@ def check_request(request: CalibrationRequest) -> None:
 
 
 def _check_tensorrt_request(method: str) -> None:
-    from edgedepth.calib.legacy import check_algorithm, tensorrt_installed
+    from edgedepth.calib.legacy import check_algorithm
+    from edgedepth.trt.imports import tensorrt_installed
 
     check_algorithm(method)
     if not tensorrt_installed():
@@ -236,6 +246,8 @@ def _provenance(report: CalibrationReport, source: Path) -> Dict[str, object]:
         "quantizer": f"{report.quantizer} ({report.quantizer_version})",
         "calibration_method": report.method,
         "int8_target": report.target,
+        "trt_version": report.trt_version,
+        "unquantized_precision": report.unquantized_precision,
         "calibration_images": report.images.get("calibration_images"),
         "held_out_images": report.images.get("held_out_images"),
         "calibration_preprocess_hash": report.images.get("preprocess_hash"),
@@ -285,26 +297,77 @@ def _fallback_if_needed(run: QuantizationRun, kept: KeptNodes, candidate: bytes,
 
 def quantize_and_check(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, report: CalibrationReport,
                        workdir: Path, log: Log) -> KeptNodes:
-    """Q/DQ graph, budget check, fallback; fills ``report`` and publishes the graph. Returns the kept nodes."""
+    """Q/DQ graph, budget check, fallback, the form the target TensorRT takes; fills ``report`` and
+    publishes the graph. Returns the kept nodes."""
     started = time.perf_counter()
-    backend, note = choose_quantizer(request.quantizer, request.method, request.target)
+    trt_target = resolved_target(request)
+    backend, note = choose_quantizer(request.quantizer, request.method, request.target, trt_target)
     model = onnx_info.load_model(request.onnx)
     kept = always_kept(model, spec, request.exclude)
     run = QuantizationRun(request, spec, cset, backend, workdir)
     report.quantizer, report.quantizer_version, report.quantizer_note = backend, run.quantizer.version, note
-    log(f"quantizing with {run.quantizer.version} ({request.method}, target {request.target}) on {len(cset.calibration)} images")
+    log(f"quantizing with {run.quantizer.version} ({request.method}, target {request.target}"
+        f"{', ' + trt_target.label if trt_target else ''}) on {len(cset.calibration)} images")
     run.quantize(kept)
     candidate, figures = run.trial(list(kept))
     report.timings_s["quantize_and_check"] = time.perf_counter() - started
     report.initial_figures = figures.to_dict()
     log(f"INT8 vs FP32 on {figures.images} held-out images: {figures.summary()}")
     kept, candidate, figures = _fallback_if_needed(run, kept, candidate, figures, request, report, log)
+    if trt_target is not None and trt_target.generation == "11":
+        candidate, figures = strongly_typed_fp16(run, candidate, kept, log)
+        report.unquantized_precision = "fp16"
     report.figures, report.failures = figures.to_dict(), request.budget.failures(figures)
     report.kept_in_higher_precision = _kept_list(model, kept)
-    report.tensorrt_notes = qdq.tensorrt_notes(onnx_info.import_onnx().load_from_string(candidate))
     report.status = "failed" if report.failures else "passed"
+    _check_for_tensorrt(candidate, trt_target, report)
     _publish(candidate, report, request, spec, log)
     return kept
+
+
+def resolved_target(request: CalibrationRequest) -> Optional[TrtTarget]:
+    """The TensorRT a ``--target tensorrt`` graph is for: ``--trt-version``, else the installed one, else 10."""
+    if request.target != "tensorrt":
+        return None
+    return request.trt_version or default_target()
+
+
+def strongly_typed_fp16(run: QuantizationRun, graph: bytes, kept: KeptNodes, log: Log) -> Tuple[bytes, Agreement]:
+    """TensorRT 11 takes precision from tensor types alone, so the layers left unquantized become
+    FP16 in the graph itself (ModelOpt AutoCast on the Q/DQ graph: DequantizeLinear then outputs
+    FP16), the kept nodes (the head first) stay FP32, graph I/O stays FP32. Re-checked against the
+    budget: this is the graph that ships."""
+    from edgedepth.export.fp16 import DEFAULT_DATA_MAX
+    from edgedepth.export.fp16_converters import convert_graph, converter_available
+
+    converter = "modelopt.onnx.autocast"
+    if not converter_available(converter):
+        raise CalibrationError(
+            "TensorRT 11 INT8 needs the unquantized layers in FP16 in the graph, which ModelOpt AutoCast writes: "
+            "`pip install nvidia-modelopt`, or make the graph for 10.x with --trt-version 10 (FP32 parts)"
+        )
+    model = onnx_info.import_onnx().load_from_string(graph)
+    probes = calibration_batches(run.cset.calibration[:max(AUTOCAST_IMAGES, run.batch)], run.batch)
+    converted = convert_graph(model, sorted(kept), converter, DEFAULT_DATA_MAX, probes).SerializeToString()
+    figures = run.evaluator.evaluate(converted)
+    log(f"TensorRT 11: unquantized layers in FP16, {len(kept)} kept node(s) in FP32: {figures.summary()}")
+    return converted, figures
+
+
+def _check_for_tensorrt(candidate: bytes, target: Optional[TrtTarget], report: CalibrationReport) -> None:
+    """``depth-export check`` of the graph: a graph its target TensorRT would not parse is never
+    written. The report states compatibility with the common versions too (also for --target cpu,
+    whose UINT8 graph TensorRT refuses)."""
+    model = onnx_info.import_onnx().load_from_string(candidate)
+    report.trt_version = str(target) if target else None
+    targets = ([target] if target else []) + [other for other in REPORTED_TARGETS if str(other) != str(target)]
+    report.tensorrt_compatibility = conformance.summary(model, targets)
+    violations = report.tensorrt_compatibility.get(str(target), []) if target else []
+    if violations:
+        raise CalibrationError(
+            f"the INT8 graph would not parse on {target.label} ({len(violations)} violation(s), first: {violations[0]}); "
+            f"nothing written: report this with the command line, or pick --quantizer ort"
+        )
 
 
 def _tensorrt_cache(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, kept: KeptNodes,
@@ -332,11 +395,14 @@ def calibrate(request: CalibrationRequest, log: Log = print) -> CalibrationRepor
     """Run the calibration stage; returns the report (also written as JSON + Markdown).
 
     Raises :class:`BudgetFailed` (carrying the report) when the INT8 graph misses the budget, and
-    CalibrationError for bad input.
+    CalibrationError (or ExportError from the TensorRT conformance check) for bad input.
     """
     started = time.perf_counter()
     check_request(request)
     spec = source_spec(Path(request.onnx))
+    trt_target = resolved_target(request) if request.output else None
+    if trt_target is not None:  # a source the target cannot parse would fail after all the work
+        conformance.require_conformance(request.onnx, trt_target, f"the FP32 ONNX {request.onnx}")
     report = _new_report(request)
     cset = calibration_set(request, spec, need_held_out=bool(request.output), log=log)
     report.images, report.warnings = cset.summary(), list(cset.warnings)
@@ -366,8 +432,12 @@ def _report_targets(request: CalibrationRequest) -> Tuple[Path, Path]:
 
 def _failure_message(report: CalibrationReport, md_path: Path) -> str:
     tried = len(report.fallback["steps"]) if report.fallback else 0
-    how = (f"after keeping {tried} more node(s) in higher precision ({report.fallback['stopped']})"
-           if report.fallback else "(fallback disabled: --max-fallback 0)")
+    if report.fallback:
+        how = f"after keeping {tried} more node(s) in higher precision ({report.fallback['stopped']})"
+    elif report.unquantized_precision == "fp16":
+        how = "once its unquantized layers were made FP16 for TensorRT 11 (try --exclude for the nodes FP16 hurts)"
+    else:
+        how = "(fallback disabled: --max-fallback 0)"
     kept = f"; over-budget graph kept at {report.over_budget_output}" if report.over_budget_output else ""
     return (f"the INT8 graph misses the budget {how}: {'; '.join(report.failures)}; nothing written to --output{kept}; "
             f"see {md_path} (raise --max-fallback, add --exclude, use more calibration images, or relax --budget)")

@@ -8,7 +8,8 @@
   quantized graph it gives what re-quantizing with those nodes excluded gives, without
   recalibrating, which makes the fallback search cheap.
 * :func:`quantized_nodes` lists the nodes that do run in INT8 (fallback candidates).
-* :func:`tensorrt_notes` says which TensorRT generations can parse the Q/DQ graph.
+
+Whether a TensorRT generation parses the result is :mod:`edgedepth.export.conformance`'s question.
 """
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ from edgedepth.calib.errors import CalibrationError
 from edgedepth.export import onnx_info
 
 QDQ_OPS = onnx_info.QDQ_OPS
-#: The newest opset TensorRT 8.5/8.6 (JetPack 5 / 6.0) parse.
-TRT8_MAX_OPSET = 17
 HEAD_REASON = "output head (last conv, sigmoid, x max_depth): INT8 would leave 127 depth levels"
 USER_REASON = "--exclude {pattern}"
 
@@ -177,35 +176,3 @@ def quantized_nodes(model) -> List[str]:
         if any(name in writers and writers[name].op_type == "DequantizeLinear" for name in node.input):
             found.append(node.name)
     return found
-
-
-def _opset(model) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def _zero_points(model) -> List[np.ndarray]:
-    values = []
-    for node in model.graph.node:
-        if node.op_type in QDQ_OPS and len(node.input) > 2 and node.input[2]:
-            value = _initializer_array(model, node.input[2])
-            if value is not None:
-                values.append(value)
-    return values
-
-
-def tensorrt_notes(model) -> List[str]:
-    """Reasons a TensorRT generation would reject or change this Q/DQ graph (empty: 8.5 to 11 parse it)."""
-    notes = []
-    opset = _opset(model)
-    if opset > TRT8_MAX_OPSET:
-        notes.append(f"opset {opset}: TensorRT 8.5/8.6 (JetPack 5 / 6.0) parse up to opset {TRT8_MAX_OPSET}; "
-                     "use TensorRT 10+ or the ORT quantizer (keeps the source opset)")
-    qdq = [node for node in model.graph.node if node.op_type in QDQ_OPS]
-    if any(len(node.input) < 3 or not node.input[2] for node in qdq):
-        notes.append("Q/DQ nodes without an explicit zero point: TensorRT 8.5/8.6 require three inputs")
-    zeros = _zero_points(model)
-    if any(np.any(z != 0) for z in zeros):
-        notes.append("non-zero zero points (asymmetric quantization): TensorRT supports symmetric INT8 only")
-    if any(z.dtype == np.uint8 for z in zeros):
-        notes.append("UINT8 quantization: TensorRT 8.x rejects it, 10.x converts it to INT8 with a warning")
-    return notes

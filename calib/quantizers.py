@@ -14,12 +14,15 @@ The ``target`` decides the activation type:
 * ``ort``: activation ranges come from ORT's calibrator driven here (with a progress bar, and
   TensorRT-like histograms for ``entropy``: 2048 bins folded into 128 levels), saved with
   ``save_tensors_data`` and handed to ``quantize_static(calibration_cache_path=...)``. The graph
-  keeps its opset (17: TensorRT 8.5+ parse it).
+  keeps its opset (17: TensorRT 8.5+ parse it). For TensorRT, biases stay float
+  (``QuantizeBias=False``: ORT's default writes INT32 bias DequantizeLinear nodes, which no
+  TensorRT generation parses, onnx/onnx-tensorrt#850) and weights are float with a Q/DQ pair
+  (``AddQDQPairToWeight=True``: the pattern NVIDIA's own quantization tools export, which every
+  generation's parser folds).
 * ``modelopt``: ``modelopt.onnx.quantization.quantize`` in a child process (it patches ONNX
   Runtime process-wide) on a *copy* of the input (it rewrites its input file in place),
-  ``high_precision_dtype="fp32"`` so the parts left unquantized keep FP32 (the FP16 decision
-  belongs to the engine build), opset 19+ (TensorRT 10+). It places Q/DQ the way TensorRT fuses
-  them.
+  ``high_precision_dtype="fp32"`` so the parts left unquantized keep FP32 (for TensorRT 11 the
+  calibration stage converts them to FP16 afterwards, head excluded), opset 19+: TensorRT 10+ only.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from tqdm import tqdm
 
 from edgedepth.calib.dataset import calibration_batches
 from edgedepth.calib.errors import CalibrationError
+from edgedepth.trt.generation import TrtTarget
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANTIZERS = ("auto", "modelopt", "ort")
@@ -49,6 +53,8 @@ ENTROPY_BINS = 2048
 ENTROPY_LEVELS = 128
 PERCENTILE = 99.999
 TARGETS = ("tensorrt", "cpu")
+#: ORT quantizer options every TensorRT generation needs (see the module docstring).
+TENSORRT_ORT_OPTIONS = {"QuantizeBias": False, "AddQDQPairToWeight": True}
 
 
 def graph_batch_size(model) -> int:
@@ -167,7 +173,7 @@ class OrtQuantizer:
             quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
             activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
             calibrate_method=self._calibration_method(), nodes_to_exclude=list(keep),
-            extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True, **(TENSORRT_ORT_OPTIONS if tensorrt else {})},
         )
         with _quiet_ort_advice():
             if supports_range_cache():
@@ -267,12 +273,19 @@ def run_modelopt_job(job: dict) -> None:
     )
 
 
-def choose_quantizer(requested: str, method: str, target: str = "tensorrt") -> Tuple[str, Optional[str]]:
+def choose_quantizer(requested: str, method: str, target: str = "tensorrt",
+                     trt_target: Optional[TrtTarget] = None) -> Tuple[str, Optional[str]]:
     """``(back end, note)``: ``auto`` is ModelOpt when installed and able to do ``method`` for
-    ``target``, else ORT."""
+    ``target`` and ``trt_target`` (TensorRT 10+), else ORT. ModelOpt asked for an 8.x target is refused."""
     if requested not in QUANTIZERS:
         raise CalibrationError(f"--quantizer {requested!r} is unknown: choose one of {', '.join(QUANTIZERS)}")
     check_target(target)
+    trt8 = target == "tensorrt" and trt_target is not None and trt_target.generation == "8"
+    if requested == "modelopt" and trt8:
+        raise CalibrationError(
+            f"ModelOpt writes INT8 graphs at opset 19 or newer, which {trt_target.label} cannot parse (8.x parses up to "
+            "opset 17): use --quantizer ort (or auto) for TensorRT 8"
+        )
     if requested == "ort":
         return "ort", None
     if requested == "modelopt":
@@ -280,6 +293,8 @@ def choose_quantizer(requested: str, method: str, target: str = "tensorrt") -> T
         return "modelopt", None
     if target != "tensorrt":
         return "ort", "auto: --target cpu is written by ONNX Runtime's quantizer"
+    if trt8:
+        return "ort", f"auto: {trt_target.label} parses up to opset 17 and ModelOpt writes 19+; used ONNX Runtime's quantizer"
     if method not in MODELOPT_METHODS:
         return "ort", f"auto: ModelOpt has no {method} calibration; used ONNX Runtime's quantizer"
     try:

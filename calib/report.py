@@ -28,6 +28,10 @@ class CalibrationReport:
     source_sha256: str
     method: str
     target: str = "tensorrt"
+    #: The TensorRT version the graph is made for (``--trt-version``; None for --target cpu).
+    trt_version: Optional[str] = None
+    #: What the unquantized layers compute in ("fp16" for TensorRT 11, else "fp32").
+    unquantized_precision: str = "fp32"
     output: Optional[str] = None
     over_budget_output: Optional[str] = None
     quantizer: Optional[str] = None
@@ -41,7 +45,8 @@ class CalibrationReport:
     figures: Dict[str, Any] = field(default_factory=dict)
     initial_figures: Dict[str, Any] = field(default_factory=dict)
     fallback: Optional[Dict[str, Any]] = None
-    tensorrt_notes: List[str] = field(default_factory=list)
+    #: ``depth-export check`` of the written graph per TensorRT version: {"8.6": [violations], ...}.
+    tensorrt_compatibility: Dict[str, List[str]] = field(default_factory=dict)
     tensorrt_cache: Optional[Dict[str, Any]] = None
     timings_s: Dict[str, float] = field(default_factory=dict)
     edgedepth_version: str = ""
@@ -104,6 +109,7 @@ def to_markdown(report: CalibrationReport) -> str:
         f"- source: `{report.source_onnx}` (sha256 {report.source_sha256[:16]}…)",
         f"- output: `{report.output or report.over_budget_output or 'none written'}`",
         f"- quantizer: {report.quantizer} ({report.quantizer_version}); method: {report.method}; target: {report.target}"
+        + (f" (TensorRT {report.trt_version}; unquantized layers {report.unquantized_precision})" if report.trt_version else "")
         + (f"; {report.quantizer_note}" if report.quantizer_note else ""),
         f"- images: {images.get('calibration_images', 0)} calibration, {images.get('held_out_images', 0)} held out; "
         f"sources: {'; '.join(images.get('sources', []))}",
@@ -118,14 +124,22 @@ def to_markdown(report: CalibrationReport) -> str:
         lines += ["", "## Kept in higher precision", ""] + _kept_table(report)
     if report.fallback:
         lines += _fallback_lines(report.fallback)
-    if report.tensorrt_notes:
-        lines += ["", "## TensorRT compatibility", ""] + [f"- {note}" for note in report.tensorrt_notes]
+    if report.tensorrt_compatibility:
+        lines += ["", "## TensorRT compatibility (`depth-export check`)", ""] + _compatibility_lines(report.tensorrt_compatibility)
     if report.tensorrt_cache:
         cache = report.tensorrt_cache
         lines += ["", "## TensorRT calibration cache (implicit INT8, TensorRT 8.5-10.x)", "",
                   f"- `{cache['path']}` + key `{cache['key_file']}` ({cache['algorithm']}, TensorRT {cache['tensorrt']}, "
                   f"{'reused' if cache['reused'] else 'calibrated on ' + str(cache['batches']) + ' batches'})"]
     return "\n".join(lines) + "\n"
+
+
+def _compatibility_lines(found: Dict[str, List[str]]) -> List[str]:
+    lines = []
+    for version, violations in found.items():
+        verdict = "parses" if not violations else f"refused ({len(violations)} violation(s)), e.g. {violations[0]}"
+        lines.append(f"- TensorRT {version}: {verdict}")
+    return lines
 
 
 def write_report(report: CalibrationReport, json_path: PathLike, markdown_path: PathLike) -> None:

@@ -34,3 +34,8 @@ class BackendError(EdgeDepthError):
 
 class SourceError(EdgeDepthError):
     """A capture source (camera, stream, file) cannot be opened or read."""
+
+
+class DeviceError(EdgeDepthError):
+    """TensorRT or the CUDA bindings are missing, the GPU refused a call, or an engine was built for
+    another TensorRT, GPU or platform (edgedepth.trt)."""

@@ -8,6 +8,7 @@ Every artifact is self-describing (the ModelSpec rides in the ONNX metadata and 
 * :mod:`.onnx_info` ``onnx_precision``, ``find_output_head``, ``read_spec`` - graph facts other stages reuse;
 * :mod:`.trt_build` ``build_engine`` - ONNX -> TensorRT engine, one helper per TensorRT generation;
 * :mod:`.trt_compat`, :mod:`.profiles`, :mod:`.engine_meta` - the TensorRT-free logic behind it;
+* :mod:`.conformance` ``check_graph`` - an ONNX against a TensorRT generation's parser rules;
 * :mod:`.cli` - the ``depth-export`` command.
 
 Nothing heavy is imported here: torch, onnx and TensorRT load only when a function needs them.
@@ -22,8 +23,7 @@ _LAZY = {
     "onnx_precision": "edgedepth.export.onnx_info",
     "find_output_head": "edgedepth.export.onnx_info",
     "build_engine": "edgedepth.export.trt_build",
-    "read_sidecar": "edgedepth.export.engine_meta",
-    "compatibility_problem": "edgedepth.export.engine_meta",
+    "check_graph": "edgedepth.export.conformance",
 }
 
 __all__ = sorted(_LAZY)

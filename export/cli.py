@@ -3,9 +3,11 @@
     depth-export onnx   --checkpoint best.pt --output model.onnx [--dynamic] [--fp16]
     depth-export fp16   --onnx model.onnx [--output model.fp16.onnx]
     depth-export engine --onnx model.onnx --output model.engine --precision fp16 [--cache-dir DIR]
+    depth-export check  model.onnx --trt-version 8.6 [10.3 11 ...]
     depth-export info   model.onnx | model.engine
 
-Exit status: 0 on success, 1 when the export fails (one-line reason on stderr), 2 on usage errors.
+Exit status: 0 on success, 1 when the export fails (one-line reason on stderr) or `check` finds a
+violation (one per line on stdout), 2 on usage errors.
 """
 from __future__ import annotations
 
@@ -25,6 +27,16 @@ def _shape(text: str):
 
     try:
         return parse_shape(text)
+    except EdgeDepthError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def trt_target(text: str):
+    """argparse type for ``--trt-version``: a usage error (exit 2) when unreadable."""
+    from edgedepth.trt.generation import parse_target
+
+    try:
+        return parse_target(text)
     except EdgeDepthError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -87,13 +99,21 @@ def _add_engine(commands) -> None:
     cmd.add_argument("--cache-dir", help="reuse an identical engine built before (keyed by ONNX, TensorRT, GPU, options)")
 
 
+def _add_check(commands) -> None:
+    cmd = commands.add_parser("check", help="check an ONNX against a TensorRT generation's parser rules (no TensorRT needed)")
+    cmd.add_argument("onnx", help="ONNX file (FP32, FP16 or Q/DQ INT8)")
+    cmd.add_argument("--trt-version", nargs="+", metavar="V", type=trt_target,
+                     help="TensorRT version(s) to check for, e.g. 8.5 8.6 10.3 10.16 11 (default: the installed one, else 10)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{onnx,fp16,engine,info}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{onnx,fp16,engine,check,info}")
     _add_onnx(commands)
     _add_fp16(commands)
     _add_engine(commands)
+    _add_check(commands)
     info = commands.add_parser("info", help="print what an ONNX or engine holds (spec, precision, shapes)")
     info.add_argument("artifact", help="an .onnx file, or an engine with its .json sidecar")
     return parser
@@ -133,8 +153,28 @@ def run_engine(args) -> None:
     )
 
 
+def run_check(args) -> int:
+    """Print each violation on one line; 1 when there is any, 0 when the graph conforms everywhere asked."""
+    from edgedepth.export.conformance import check_graph, table_for
+    from edgedepth.trt.generation import default_target
+
+    targets = args.trt_version or [default_target()]
+    found = 0
+    for target in targets:
+        violations = check_graph(args.onnx, target)
+        for violation in violations:
+            print(f"{args.onnx}: {target.label}: {violation.line()}")
+        if not violations:
+            print(f"{args.onnx}: conforms to {target.label} (onnx-tensorrt operator table {table_for(target).key})")
+        found += len(violations)
+    if found:
+        _log(f"{PROG} check: {found} violation(s)")
+    return 1 if found else 0
+
+
 def run_info(args) -> None:
-    from edgedepth.export import engine_meta, onnx_info
+    from edgedepth.export import onnx_info
+    from edgedepth.trt.sidecar import read_sidecar
 
     if str(args.artifact).endswith(".onnx"):
         report = {
@@ -144,7 +184,7 @@ def run_info(args) -> None:
             "model_spec": onnx_info.read_spec(args.artifact).to_dict(),
         }
     else:
-        report = engine_meta.read_sidecar(args.artifact)
+        report = read_sidecar(args.artifact).to_dict()
     print(json.dumps(report, indent=2, default=list))
 
 
@@ -155,7 +195,7 @@ def _check_usage(parser: argparse.ArgumentParser, args) -> None:
         parser.error("--batch sets a static batch size; with --dynamic the batch is already dynamic: drop --batch")
 
 
-COMMANDS = {"onnx": run_onnx, "fp16": run_fp16, "engine": run_engine, "info": run_info}
+COMMANDS = {"onnx": run_onnx, "fp16": run_fp16, "engine": run_engine, "check": run_check, "info": run_info}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -167,11 +207,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors 2
         return int(exc.code or 0)
     try:
-        COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
     except (EdgeDepthError, OSError) as exc:  # OSError: unwritable output, full disk
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
-    return 0
+    return int(status or 0)
 
 
 if __name__ == "__main__":

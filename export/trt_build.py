@@ -11,91 +11,31 @@ TensorRT and the CUDA bindings are imported only when an engine is built.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, TextIO
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, TextIO
 
-from edgedepth.errors import ExportError
+from edgedepth.errors import EdgeDepthError, ExportError
 from edgedepth.io import sha256_file, write_bytes_atomic
-from edgedepth.export import engine_meta, onnx_info
-from edgedepth.export.engine_meta import GpuInfo
+from edgedepth.export import conformance, engine_meta, onnx_info
 from edgedepth.export.profiles import Shape, ShapeProfile, format_shape, resolve_profile
-from edgedepth.export.trt_compat import (
-    INSTALL_HINT,
-    BuildPlan,
-    BuildRequest,
-    TrtApi,
-    check_request,
-    parse_calibration_cache_header,
-    plan_build,
-    probe_api,
-)
+from edgedepth.export.trt_compat import BuildPlan, BuildRequest, check_request, parse_calibration_cache_header, plan_build
+from edgedepth.trt.generation import TrtApi, parse_version, probe_api, target_of_api
+from edgedepth.trt.imports import import_tensorrt
+from edgedepth.trt.logger import make_logger
+from edgedepth.trt.network import create_network, parse_onnx
+from edgedepth.trt.platform import GpuInfo, query_gpu
+from edgedepth.trt.sidecar import BuildOptions, EngineSidecar, sidecar_path, write_sidecar
 
 GIB = 1 << 30
 Log = Callable[[str], None]
 
 
-def import_tensorrt():
-    """``import tensorrt`` or ExportError saying what to install."""
-    try:
-        return importlib.import_module("tensorrt")
-    except ImportError as exc:
-        raise ExportError(f"`depth-export engine` needs TensorRT: {INSTALL_HINT} ({exc})") from exc
-
-
-def _cuda_runtime():
-    """cuda-python's runtime module (``cuda.bindings.runtime`` from 12.x, ``cuda.cudart`` before)."""
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    return None
-
-
-def gpu_info(device: int = 0) -> GpuInfo:
-    """Name and compute capability of CUDA device ``device`` (cuda-python, else pycuda)."""
-    cudart = _cuda_runtime()
-    if cudart is not None:
-        err, props = cudart.cudaGetDeviceProperties(device)
-        if int(err) != 0:
-            raise ExportError(f"CUDA cannot query GPU {device} (cudaError {int(err)}): is the NVIDIA driver loaded?")
-        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-        return GpuInfo(name.strip("\x00 "), f"{props.major}.{props.minor}")
-    try:
-        import pycuda.autoinit  # noqa: F401 - creates the context pycuda needs
-        import pycuda.driver as driver
-    except ImportError as exc:
-        raise ExportError("no CUDA Python bindings found: `pip install cuda-python` (or pycuda on JetPack 5)") from exc
-    gpu = driver.Device(device)
-    major, minor = gpu.compute_capability()
-    return GpuInfo(gpu.name(), f"{major}.{minor}")
-
-
 # --------------------------------------------------------------------------- logging and feedback
-
-
-def make_logger(trt, log: Log, verbose: bool = False):
-    """A TensorRT logger that prints warnings and keeps errors for the final message."""
-    severity = trt.ILogger.Severity
-
-    class CollectingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: List[str] = []
-
-        def log(self, level, message):  # noqa: A003 - TensorRT's callback name
-            if level in (severity.INTERNAL_ERROR, severity.ERROR):
-                self.errors.append(str(message))
-            elif level == severity.WARNING or verbose:
-                log(f"TensorRT: {message}")
-
-    return CollectingLogger()
 
 
 class Spinner:
@@ -176,29 +116,23 @@ class Trt8Helper:
     def __init__(self, trt, api: TrtApi, plan: BuildPlan) -> None:
         self.trt, self.api, self.plan = trt, api, plan
 
-    def network_flags(self) -> int:
-        flags = 0
-        for name in self.plan.network_flags:
-            flags |= 1 << int(getattr(self.trt.NetworkDefinitionCreationFlag, name))
-        return flags
-
     def set_workspace(self, config, nbytes: int) -> None:
-        if hasattr(config, "set_memory_pool_limit"):  # 8.4+
-            config.set_memory_pool_limit(self.trt.MemoryPoolType.WORKSPACE, nbytes)
-        else:
-            config.max_workspace_size = nbytes
+        config.set_memory_pool_limit(self.trt.MemoryPoolType.WORKSPACE, nbytes)  # 8.4+; max_workspace_size is deprecated
 
-    def set_precision(self, config, network, head: Sequence[str], other_nodes: Set[str] = frozenset()) -> None:
+    def set_flags(self, config) -> None:
         for name in self.plan.clear_flags:
             config.clear_flag(getattr(self.trt.BuilderFlag, name))
         for name in self.plan.builder_flags:
             config.set_flag(getattr(self.trt.BuilderFlag, name))
-        if self.plan.keep_head_fp32:
-            keep_layers_fp32(self.trt, network, head, other_nodes)
+
+    def set_precision(self, config, network, pinned: Sequence[str], other_nodes: FrozenSet[str] = frozenset()) -> int:
+        """Builder flags, then FP32 for the layers of ``pinned`` ONNX nodes; how many layers were pinned."""
+        self.set_flags(config)
+        return keep_layers_fp32(self.trt, network, pinned, other_nodes) if self.plan.keep_head_fp32 else 0
 
     def set_calibrator(self, config, calibrator, profile) -> None:
         config.int8_calibrator = calibrator
-        if profile is not None and hasattr(config, "set_calibration_profile"):
+        if profile is not None:
             config.set_calibration_profile(profile)
 
     @contextmanager
@@ -224,37 +158,36 @@ class Trt11Helper(Trt10Helper):
 
     generation = "11"
 
-    def set_precision(self, config, network, head: Sequence[str], other_nodes: Set[str] = frozenset()) -> None:
-        for name in self.plan.clear_flags:
-            config.clear_flag(getattr(self.trt.BuilderFlag, name))
-        for name in self.plan.builder_flags:  # only GPU_FALLBACK / VERSION_COMPATIBLE remain
-            config.set_flag(getattr(self.trt.BuilderFlag, name))
+    def set_precision(self, config, network, pinned: Sequence[str], other_nodes: FrozenSet[str] = frozenset()) -> int:
+        self.set_flags(config)  # only TF32 (cleared), GPU_FALLBACK and VERSION_COMPATIBLE remain
+        return 0
 
     def set_calibrator(self, config, calibrator, profile) -> None:
-        raise ExportError("TensorRT 11 has no INT8 calibrator: build a Q/DQ ONNX from `depth-calib`")
+        raise ExportError("TensorRT 11 has no INT8 calibrator: build a Q/DQ ONNX from `depth-calib --trt-version 11`")
 
 
 HELPERS = {"8": Trt8Helper, "10": Trt10Helper, "11": Trt11Helper}
 
 
-def is_head_layer(layer_name: str, head: Sequence[str], other_nodes: Set[str] = frozenset()) -> bool:
-    """True when a TensorRT layer comes from a head node. The parser names a layer after its
-    ONNX node, adding ``_<n>`` when one node becomes several layers; a name that is itself
-    another ONNX node is that node, not a head layer."""
-    if layer_name in head:
+def is_pinned_layer(layer_name: str, pinned: Sequence[str], other_nodes: FrozenSet[str] = frozenset()) -> bool:
+    """True when a TensorRT layer comes from a pinned ONNX node. The parser names a layer after its
+    node, adding ``_<n>`` when one node becomes several layers (a global counter:
+    onnx-tensorrt@8.6-GA ``ImporterContext.hpp:326-333``); a name that is itself another ONNX
+    node is that node."""
+    if layer_name in pinned:
         return True
     if layer_name in other_nodes:
         return False
-    return any(layer_name.startswith(node + "_") and layer_name[len(node) + 1:].isdigit() for node in head)
+    return any(layer_name.startswith(node + "_") and layer_name[len(node) + 1:].isdigit() for node in pinned)
 
 
-def keep_layers_fp32(trt, network, head: Sequence[str], other_nodes: Set[str] = frozenset()) -> int:
-    """Ask for FP32 on the layers parsed from the head nodes (8.x/10.x weak typing, honoured
+def keep_layers_fp32(trt, network, pinned: Sequence[str], other_nodes: FrozenSet[str] = frozenset()) -> int:
+    """Ask for FP32 on the layers parsed from ``pinned`` nodes (8.x/10.x weak typing, honoured
     through PREFER_PRECISION_CONSTRAINTS); returns how many layers were pinned."""
     count = 0
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        if not is_head_layer(layer.name, head, other_nodes):
+        if not is_pinned_layer(layer.name, pinned, other_nodes):
             continue
         layer.precision = trt.float32
         for output in range(layer.num_outputs):
@@ -271,7 +204,7 @@ class EngineResult:
     """What :func:`build_engine` produced."""
 
     path: Path
-    sidecar: Dict[str, Any]
+    sidecar: EngineSidecar
     cache_hit: bool
     seconds: float
     notes: List[str] = field(default_factory=list)
@@ -284,43 +217,25 @@ class OnnxFacts:
     path: Path
     sha256: str
     kind: str
-    opset: int
     spec: Any
     input: onnx_info.TensorInfo
     head: List[str]
-    qdq_zero_points_explicit: bool
+    qdq_float_type: str
     node_names: FrozenSet[str] = frozenset()
 
 
 def read_onnx_facts(path) -> OnnxFacts:
-    """Precision kind, opset, spec, input and head of an ONNX (ExportError when it is unusable)."""
+    """Precision kind, spec, input and head of an ONNX (ExportError when it is unusable)."""
     model = onnx_info.load_model(path, load_weights=False)
     inputs = onnx_info.graph_inputs(model)
     if len(inputs) != 1:
         raise ExportError(f"{path} has {len(inputs)} inputs; edgedepth engines take one image tensor")
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    explicit = all(len(n.input) >= 3 for n in model.graph.node if n.op_type in onnx_info.QDQ_OPS)
     spec = onnx_info.read_spec(model)
     head = onnx_info.find_output_head(model, spec.output_name)
     names = frozenset(node.name for node in model.graph.node)
-    return OnnxFacts(Path(path), sha256_file(path), onnx_info.onnx_precision(model), opset, spec, inputs[0], head, explicit, names)
-
-
-def build_options(
-    precision: str, workspace_gib, dla_core, version_compatible, hardware_compatibility, calib_sha256, plan: BuildPlan
-) -> Dict[str, Any]:
-    """Options recorded in the sidecar and the cache key."""
-    return {
-        "precision": precision,
-        "workspace_gib": workspace_gib,
-        "dla_core": dla_core,
-        "version_compatible": version_compatible,
-        "hardware_compatibility": hardware_compatibility,
-        "calibration_cache_sha256": calib_sha256,
-        "strongly_typed": plan.strongly_typed,
-        "builder_flags": list(plan.builder_flags),
-        "cleared_flags": list(plan.clear_flags),
-    }
+    kind = onnx_info.onnx_precision(model)
+    float_type = "fp16" if kind == "int8" and onnx_info.is_fp16_graph(model) else "fp32"
+    return OnnxFacts(Path(path), sha256_file(path), kind, spec, inputs[0], head, float_type, names)
 
 
 def _shapes(facts: OnnxFacts, profile: Optional[ShapeProfile]) -> Dict[str, Any]:
@@ -329,29 +244,54 @@ def _shapes(facts: OnnxFacts, profile: Optional[ShapeProfile]) -> Dict[str, Any]
     return {facts.input.name: profile.to_dict()}
 
 
-def _parse(trt, network, logger, facts: OnnxFacts) -> None:
-    parser = trt.OnnxParser(network, logger)
-    if parser.parse(facts.path.read_bytes(), str(facts.path)):
-        return
-    errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-    raise ExportError(f"TensorRT cannot parse {facts.path}: {'; '.join(errors) or 'no parser message'}")
+@dataclass
+class Calibration:
+    """An implicit-INT8 build's calibrator (serving a ``depth-calib --cache`` file) and what the
+    cache's key file says must stay in higher precision."""
+
+    calibrator: Any = None
+    cache_sha256: Optional[str] = None
+    kept_nodes: Sequence[str] = ()
 
 
-def _configure(helper: Trt8Helper, builder, network, facts, profile, options, calibrator, timing_cache) -> Any:
+@dataclass
+class BuildJob:
+    """Everything one build needs, decided before TensorRT does any work."""
+
+    trt: Any
+    api: TrtApi
+    plan: BuildPlan
+    facts: OnnxFacts
+    profile: Optional[ShapeProfile]
+    options: BuildOptions
+    gpu: GpuInfo
+    calibration: Calibration
+
+    @property
+    def shapes(self) -> Dict[str, Any]:
+        return _shapes(self.facts, self.profile)
+
+    @property
+    def key(self) -> str:
+        return engine_meta.cache_key(self.facts.sha256, self.api.version, self.gpu, self.options.precision, self.shapes,
+                                     self.options.to_dict())
+
+
+def _configure(helper: Trt8Helper, builder, network, job: BuildJob, timing_cache: Optional[bytes]) -> Any:
     trt = helper.trt
     config = builder.create_builder_config()
-    if options["workspace_gib"]:
-        helper.set_workspace(config, int(options["workspace_gib"] * GIB))
-    helper.set_precision(config, network, facts.head, set(facts.node_names) - set(facts.head))
+    if job.options.workspace_gib:
+        helper.set_workspace(config, int(job.options.workspace_gib * GIB))
+    helper.set_precision(config, network, job.options.fp32_nodes, job.facts.node_names - set(job.options.fp32_nodes))
     trt_profile = None
-    if profile is not None:
+    if job.profile is not None:
         trt_profile = builder.create_optimization_profile()
-        trt_profile.set_shape(profile.input_name, profile.min, profile.opt, profile.max)
+        trt_profile.set_shape(job.profile.input_name, job.profile.min, job.profile.opt, job.profile.max)
         config.add_optimization_profile(trt_profile)
     if helper.plan.use_calibrator:
-        helper.set_calibrator(config, calibrator, trt_profile)
-    if options["dla_core"] is not None:
-        _use_dla(trt, builder, config, options["dla_core"])
+        helper.set_calibrator(config, job.calibration.calibrator, trt_profile)
+    if job.options.dla_core is not None:
+        _use_dla(trt, builder, config, job.options.dla_core)
     if helper.plan.hardware_level:
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, helper.plan.hardware_level)
     if timing_cache is not None:
@@ -390,60 +330,78 @@ def _serialize(helper: Trt8Helper, builder, network, config, logger, label: str)
     return bytes(plan)
 
 
-@dataclass
-class BuildJob:
-    """Everything one build needs, decided before TensorRT does any work."""
-
-    trt: Any
-    api: TrtApi
-    plan: BuildPlan
-    facts: OnnxFacts
-    profile: Optional[ShapeProfile]
-    options: Dict[str, Any]
-    gpu: GpuInfo
-    calibrator: Any = None
-
-    @property
-    def shapes(self) -> Dict[str, Any]:
-        return _shapes(self.facts, self.profile)
-
-    @property
-    def key(self) -> str:
-        return engine_meta.cache_key(self.facts.sha256, self.api.version, self.gpu, self.options["precision"], self.shapes, self.options)
-
-
 def _build_plan_bytes(job: BuildJob, timing_cache_path, log: Log) -> bytes:
     trt = job.trt
     helper = HELPERS[job.api.generation](trt, job.api, job.plan)
     logger = make_logger(trt, log)
     builder = trt.Builder(logger)
-    network = builder.create_network(helper.network_flags())
-    _parse(trt, network, logger, job.facts)
-    timing = _timing_cache_bytes(timing_cache_path)
-    config = _configure(helper, builder, network, job.facts, job.profile, job.options, job.calibrator, timing)
-    data = _serialize(helper, builder, network, config, logger, f"building {job.options['precision']} engine")
+    network = create_network(trt, builder, job.plan.network_flags)
+    parse_onnx(trt, network, logger, job.facts.path)
+    config = _configure(helper, builder, network, job, _timing_cache_bytes(timing_cache_path))
+    calibrator = job.calibration.calibrator
+    try:
+        data = _serialize(helper, builder, network, config, logger, f"building {job.options.precision} engine")
+    finally:
+        if calibrator is not None:
+            calibrator.close()
+    if calibrator is not None:
+        calibrator.check()  # errors inside TensorRT's callbacks were swallowed by its trampolines
     if timing_cache_path:
         write_bytes_atomic(timing_cache_path, bytes(config.get_timing_cache().serialize()))
     return data
 
 
-def _calibration(api: TrtApi, onnx_path, calib_cache, calibrator):
+def _calibration(api: TrtApi, onnx_path, calib_cache, calibrator, log: Log) -> Calibration:
     """The calibrator for an implicit-INT8 build from a ``depth-calib --cache`` file.
 
     The cache is checked against this ONNX and its preprocessing by the calibration stage (one
-    implementation of the cache key): a stale or foreign cache is refused, not served.
+    implementation of the cache key): a stale or foreign cache is refused, not served. The nodes
+    depth-calib kept in higher precision are pinned to FP32 in the engine: with a calibrator,
+    TensorRT may run any unconstrained layer in INT8.
     """
     if calibrator is not None or not calib_cache:
-        return calibrator, None
+        return Calibration(calibrator)
+    from edgedepth.calib.legacy import build_int8_calibrator, verify_cache_for_onnx
+
     path = Path(calib_cache)
     if not path.is_file():
         raise ExportError(f"calibration cache {path} not found: make one with `depth-calib --cache`")
     parse_calibration_cache_header(path.read_bytes())
-    if not api.calibrator:
-        return None, sha256_file(path)
-    from edgedepth.calib import build_int8_calibrator
+    key_file = verify_cache_for_onnx(onnx_path, path)
+    _warn_other_major(api, key_file, path, log)
+    kept = tuple(key_file.get("higher_precision_nodes") or ())
+    built = build_int8_calibrator(onnx_path, path) if api.calibrator else None
+    return Calibration(built, sha256_file(path), kept)
 
-    return build_int8_calibrator(onnx_path, path), sha256_file(path)
+
+def _warn_other_major(api: TrtApi, key_file: Dict[str, Any], path: Path, log: Log) -> None:
+    written_by = str(key_file.get("tensorrt_version") or "")
+    try:
+        other = written_by and parse_version(written_by)[0] != parse_version(api.version)[0]
+    except EdgeDepthError:
+        other = False
+    if other:
+        log(f"warning: {path} was calibrated with TensorRT {written_by} and this is {api.version}: TensorRT may refuse "
+            "the cache (then recalibrate here with `depth-calib --cache`)")
+
+
+def _request(facts: OnnxFacts, precision: str, calib_cache, calibrator, dla_core, version_compatible, hardware_compatibility,
+             workspace_gib, gpu: Optional[GpuInfo]) -> BuildRequest:
+    return BuildRequest(
+        precision, facts.kind, bool(calib_cache), calibrator is not None, dla_core, version_compatible, hardware_compatibility,
+        workspace_gib, facts.qdq_float_type, gpu.integrated if gpu else None,
+    )
+
+
+def _options(request: BuildRequest, plan: BuildPlan, facts: OnnxFacts, calibration: Calibration) -> BuildOptions:
+    pinned = tuple(facts.head) + tuple(node for node in calibration.kept_nodes if node not in facts.head)
+    return BuildOptions(
+        precision=request.precision, workspace_gib=request.workspace_gib, dla_core=request.dla_core,
+        version_compatible=request.version_compatible, hardware_compatibility=request.hardware_compatibility,
+        calibration_cache_sha256=calibration.cache_sha256, strongly_typed=plan.strongly_typed,
+        builder_flags=plan.builder_flags, cleared_flags=plan.clear_flags,
+        fp32_nodes=pinned if plan.keep_head_fp32 else (), unquantized_precision=plan.unquantized_precision,
+    )
 
 
 def prepare_build(
@@ -452,22 +410,22 @@ def prepare_build(
     hardware_compatibility: str = "none", log: Log = print,
 ) -> BuildJob:
     """Check the request against the ONNX (no TensorRT needed), then against the installed
-    TensorRT generation; ExportError saying what to do when it cannot be honoured."""
+    TensorRT generation, GPU and ONNX parser rules; ExportError saying what to do when it cannot
+    be honoured."""
     facts = read_onnx_facts(onnx_path)
-    request = BuildRequest(
-        precision, facts.kind, bool(calib_cache), calibrator is not None, dla_core, version_compatible,
-        hardware_compatibility, workspace_gib, facts.opset, facts.qdq_zero_points_explicit,
-    )
-    check_request(request)
+    args = (precision, calib_cache, calibrator, dla_core, version_compatible, hardware_compatibility, workspace_gib)
+    check_request(_request(facts, *args, gpu=None))
     profile = resolve_profile(facts.input.name, facts.input.shape, facts.spec, *shapes)
-    trt = import_tensorrt()
+    trt = import_tensorrt("`depth-export engine`", "Without it the ONNX runs on ONNX Runtime (depth-run --model model.onnx)")
     api = probe_api(trt)
+    gpu = query_gpu()
+    request = _request(facts, *args, gpu=gpu)
     plan = plan_build(api, request)
+    conformance.require_conformance(facts.path, target_of_api(api), str(facts.path))
     for note in plan.notes:
         log(f"note: {note}")
-    calibrator, calib_sha = _calibration(api, onnx_path, calib_cache, calibrator)
-    options = build_options(precision, workspace_gib, dla_core, version_compatible, hardware_compatibility, calib_sha, plan)
-    return BuildJob(trt, api, plan, facts, profile, options, gpu_info(), calibrator)
+    calibration = _calibration(api, onnx_path, calib_cache, calibrator, log)
+    return BuildJob(trt, api, plan, facts, profile, _options(request, plan, facts, calibration), gpu, calibration)
 
 
 def build_engine(
@@ -498,6 +456,8 @@ def build_engine(
     notes = list(job.plan.notes)
     hit = engine_meta.lookup_cache(cache_dir, job.key)
     if hit is not None:
+        if job.calibration.calibrator is not None:
+            job.calibration.calibrator.close()
         return _from_cache(hit, output, log, notes)
     log(f"{job.api.label} (generation {job.api.generation} helper), {job.gpu.name} (compute "
         f"{job.gpu.compute_capability}), {precision}, {_shape_text(job.shapes)}")
@@ -508,17 +468,19 @@ def build_engine(
     sidecar = _record(job, output, seconds)
     if cache_dir:
         engine_meta.store_in_cache(cache_dir, job.key, Path(output), sidecar)
-    log(f"wrote {output} and {engine_meta.sidecar_path(output).name}: built in {seconds:.1f} s")
+    log(f"wrote {output} and {sidecar_path(output).name}: built in {seconds:.1f} s")
     return EngineResult(Path(output), sidecar, False, seconds, notes)
 
 
-def _record(job: BuildJob, output, seconds: float) -> Dict[str, Any]:
+def _record(job: BuildJob, output, seconds: float) -> EngineSidecar:
     """Write and return the sidecar of a freshly built engine."""
-    sidecar = engine_meta.engine_sidecar(
-        job.facts.spec, job.api.version, job.api.generation, job.gpu, job.options["precision"], job.shapes,
-        job.facts.path, job.facts.sha256, job.options, seconds, sha256_file(output), job.key,
+    sidecar = EngineSidecar(
+        model_spec=job.facts.spec, tensorrt_version=job.api.version, tensorrt_generation=job.api.generation, gpu=job.gpu,
+        precision=job.options.precision, shapes=job.shapes,
+        source_onnx={"name": job.facts.path.name, "sha256": job.facts.sha256}, build_options=job.options,
+        build_seconds=seconds, engine_sha256=sha256_file(output), cache_key=job.key,
     )
-    engine_meta.write_sidecar(output, sidecar)
+    write_sidecar(output, sidecar)
     return sidecar
 
 
@@ -533,6 +495,6 @@ def _from_cache(hit, output, log: Log, notes: List[str]) -> EngineResult:
     cached_engine, sidecar = hit
     start = time.monotonic()
     engine_meta.place_file(cached_engine, output)
-    engine_meta.write_sidecar(output, sidecar)
-    log(f"engine cache hit ({cached_engine.name}, first built in {sidecar.get('build_seconds')} s): wrote {output}")
+    write_sidecar(output, sidecar)
+    log(f"engine cache hit ({cached_engine.name}, first built in {sidecar.build_seconds} s): wrote {output}")
     return EngineResult(Path(output), sidecar, True, time.monotonic() - start, notes)

@@ -1,106 +1,22 @@
-"""TensorRT generations: feature probes, and what each generation can build from which ONNX.
+"""What each TensorRT generation builds from which ONNX: the engine build's plan, decided before
+TensorRT does any work.
 
-Pure logic: every function takes a ``tensorrt``-module-like object (or the probed
-:class:`TrtApi`) and never imports TensorRT itself, so it is tested without TensorRT.
-Generations (see shared/reference/TENSORRT_API.md):
-
-* ``"8"``  8.5 / 8.6 (JetPack 5.1 / 6.0): EXPLICIT_BATCH network flag, FP16/INT8 builder flags,
-  INT8 calibrators, no progress monitor, no strongly typed networks.
-* ``"10"`` 9.x / 10.x (JetPack 6.1/6.2 = 10.3, desktop): STRONGLY_TYPED opt-in, builder flags
-  still there (deprecated from 10.12), calibrator deprecated from 10.1, IProgressMonitor.
-* ``"11"`` 11.x: always strongly typed; no FP16/INT8 flags and no calibrator: FP16 comes from an
-  FP16 ONNX, INT8 from Q/DQ nodes.
+Pure logic over the probed :class:`edgedepth.trt.generation.TrtApi` (generations and probes live
+there), so it is tested against recorded facts without TensorRT. A request a generation cannot
+honour is refused with what to do instead; a requested precision is never lowered.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 from edgedepth.errors import ExportError
+from edgedepth.trt.generation import HARDWARE_COMPATIBILITY, TrtApi
+from edgedepth.trt.network import network_flag_names
 
 PRECISIONS = ("fp32", "fp16", "int8")
-HARDWARE_COMPATIBILITY = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
-#: Highest ONNX opset the TensorRT 8.5/8.6 parser accepts.
-TRT8_MAX_OPSET = 17
-
-INSTALL_HINT = (
-    "TensorRT's Python package is not installed: on a Jetson it ships with JetPack "
-    "(`sudo apt install python3-libnvinfer`, then use the system Python or a venv with "
-    "--system-site-packages); on a desktop `pip install tensorrt-cu12` (or NVIDIA's packages), "
-    "plus `pip install cuda-python` for GPU memory"
-)
-
-
-def parse_version(text: str) -> Tuple[int, int]:
-    """``(major, minor)`` from ``tensorrt.__version__`` (3 or 4 fields; only the first two read)."""
-    match = re.match(r"\s*(\d+)\.(\d+)", str(text))
-    if not match:
-        raise ExportError(f"cannot read a TensorRT version from {text!r}; expected e.g. '10.3.0'")
-    return int(match.group(1)), int(match.group(2))
-
-
-def _has(obj: Any, *names: str) -> bool:
-    for name in names:
-        if obj is None or not hasattr(obj, name):
-            return False
-        obj = getattr(obj, name)
-    return True
-
-
-@dataclass(frozen=True)
-class TrtApi:
-    """What the installed TensorRT offers, found by feature probes (never enum arithmetic)."""
-
-    version: str
-    generation: str
-    fp16_flag: bool
-    int8_flag: bool
-    tf32_flag: bool
-    strongly_typed_flag: bool
-    calibrator: bool
-    progress_monitor: bool
-    precision_constraints: bool
-    version_compatible: bool
-    hardware_levels: Tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def label(self) -> str:
-        return f"TensorRT {self.version}"
-
-
-def detect_generation(trt: Any) -> str:
-    """``"8"``, ``"10"`` or ``"11"`` from probes; ExportError for TensorRT older than 8.5."""
-    if not _has(trt, "IExecutionContext", "execute_async_v3"):
-        raise ExportError(
-            f"TensorRT {getattr(trt, '__version__', '?')} is older than 8.5 (no name-based execution API); "
-            "edgedepth supports 8.5 (JetPack 5.1) and newer: upgrade JetPack or TensorRT"
-        )
-    if not _has(trt, "NetworkDefinitionCreationFlag", "EXPLICIT_BATCH"):
-        return "11"
-    if _has(trt, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED"):
-        return "10"
-    return "8"
-
-
-def probe_api(trt: Any) -> TrtApi:
-    """Probe a ``tensorrt`` module (or an object mirroring its attributes)."""
-    flags = getattr(trt, "BuilderFlag", None)
-    levels = getattr(trt, "HardwareCompatibilityLevel", None)
-    return TrtApi(
-        version=str(getattr(trt, "__version__", "unknown")),
-        generation=detect_generation(trt),
-        fp16_flag=_has(flags, "FP16"),
-        int8_flag=_has(flags, "INT8"),
-        tf32_flag=_has(flags, "TF32"),
-        strongly_typed_flag=_has(trt, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED"),
-        calibrator=_has(trt, "IInt8EntropyCalibrator2"),
-        progress_monitor=_has(trt, "IProgressMonitor"),
-        precision_constraints=_has(flags, "PREFER_PRECISION_CONSTRAINTS"),
-        version_compatible=_has(flags, "VERSION_COMPATIBLE"),
-        hardware_levels=tuple(name for name in HARDWARE_COMPATIBILITY.values() if _has(levels, name)),
-    )
 
 
 @dataclass(frozen=True)
@@ -115,8 +31,10 @@ class BuildRequest:
     version_compatible: bool = False
     hardware_compatibility: str = "none"
     workspace_gib: Optional[float] = None
-    onnx_opset: int = 17
-    qdq_zero_points_explicit: bool = True
+    #: INT8 ONNX: the type its unquantized layers compute in ("fp16" for depth-calib's 11.x graphs).
+    qdq_float_type: str = "fp32"
+    #: True when the build GPU is integrated (Jetson); None when unknown.
+    integrated_gpu: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -129,8 +47,11 @@ class BuildPlan:
     clear_flags: Tuple[str, ...] = ()
     strongly_typed: bool = False
     use_calibrator: bool = False
+    #: Pin the head (and depth-calib's kept nodes) to FP32 through layer precision (weak typing).
     keep_head_fp32: bool = False
     hardware_level: Optional[str] = None
+    #: INT8 plans: what the layers without Q/DQ run in.
+    unquantized_precision: Optional[str] = None
     notes: Tuple[str, ...] = ()
 
 
@@ -158,10 +79,18 @@ def check_request(request: BuildRequest) -> None:
             "FP32 ONNX from `depth-export onnx`"
         )
     _check_int8_sources(request)
-    if request.dla_core is not None and request.precision == "fp32":
+    _check_dla(request)
+
+
+def _check_dla(request: BuildRequest) -> None:
+    if request.dla_core is None:
+        return
+    if request.precision == "fp32":
         raise ExportError("DLA runs only FP16 or INT8 networks: use --precision fp16 or int8 with --dla-core")
-    if request.dla_core is not None and request.hardware_compatibility != "none":
+    if request.hardware_compatibility != "none":
         raise ExportError("hardware-compatible engines cannot use the DLA: drop --hardware-compatibility or --dla-core")
+    if request.dla_core < 0:
+        raise ExportError(f"--dla-core {request.dla_core} is invalid: DLA cores are numbered from 0")
 
 
 def _check_int8_sources(request: BuildRequest) -> None:
@@ -190,7 +119,13 @@ def plan_build(api: TrtApi, request: BuildRequest) -> BuildPlan:
     if request.version_compatible:
         extra += ("VERSION_COMPATIBLE",)
     return dataclasses.replace(
-        plan, builder_flags=plan.builder_flags + extra, hardware_level=None if hardware_level == "NONE" else hardware_level
+        plan,
+        network_flags=network_flag_names(api, plan.strongly_typed),
+        builder_flags=plan.builder_flags + extra,
+        # TF32 is on by default ("allow, not require": NvInfer.h 8.5 to 11) and would run every
+        # layer promised FP32 (an FP32 engine, the head, kept nodes, strongly typed FP32) in TF32.
+        clear_flags=("TF32",) if api.tf32_flag else (),
+        hardware_level=None if hardware_level == "NONE" else hardware_level,
     )
 
 
@@ -198,32 +133,22 @@ def _check_generation_limits(api: TrtApi, request: BuildRequest) -> None:
     if request.version_compatible and not api.version_compatible:
         raise ExportError(f"{api.label} cannot build version-compatible engines (that needs 8.6 or newer): drop --version-compatible")
     level = HARDWARE_COMPATIBILITY[request.hardware_compatibility]
+    if level != "NONE" and request.integrated_gpu:
+        raise ExportError(
+            "hardware compatibility is not supported on JetPack (TensorRT Developer Guide, hardware compatibility): "
+            "drop --hardware-compatibility and build the engine on each Jetson model that runs it"
+        )
     if level != "NONE" and level not in api.hardware_levels:
         raise ExportError(
             f"{api.label} has no hardware compatibility level {request.hardware_compatibility} (ampere+ needs 8.6+, "
             "same-compute-capability 10.9+): drop --hardware-compatibility or upgrade TensorRT"
         )
-    if api.generation == "8" and request.onnx_opset > TRT8_MAX_OPSET:
-        raise ExportError(
-            f"the ONNX uses opset {request.onnx_opset}; {api.label} parses up to opset {TRT8_MAX_OPSET}: re-export with "
-            f"`depth-export onnx --opset {TRT8_MAX_OPSET}`"
-        )
-    if api.generation == "8" and request.onnx_kind == "int8" and not request.qdq_zero_points_explicit:
-        raise ExportError(
-            f"{api.label} needs every QuantizeLinear/DequantizeLinear to carry an explicit zero point (= 0); "
-            "re-run `depth-calib` with TensorRT 8 compatibility"
-        )
 
 
-def _fp32_clear(api: TrtApi) -> Tuple[str, ...]:
-    # TF32 is on by default for FP32 layers on Ampere+: a requested FP32 engine must not get it.
-    return ("TF32",) if api.tf32_flag else ()
-
-
-def _weak_precision(api: TrtApi, request: BuildRequest, network_flags: Tuple[str, ...]) -> BuildPlan:
+def _weak_precision(api: TrtApi, request: BuildRequest) -> BuildPlan:
     """8.x/10.x weakly typed builds: builder flags choose FP16/INT8, the head kept FP32."""
     if request.precision == "fp32":
-        return BuildPlan(api.generation, network_flags, clear_flags=_fp32_clear(api))
+        return BuildPlan(api.generation)
     if request.precision == "fp16" and not api.fp16_flag:
         raise ExportError(f"{api.label} has no FP16 builder flag: pass the FP16 ONNX from `depth-export onnx --fp16`")
     if request.precision == "int8" and not api.int8_flag:
@@ -236,14 +161,14 @@ def _weak_precision(api: TrtApi, request: BuildRequest, network_flags: Tuple[str
     if use_calibrator and api.generation == "10":
         notes = (f"{api.label} deprecates implicit INT8 calibration (since 10.1); a Q/DQ ONNX from `depth-calib` is the lasting route",)
     return BuildPlan(
-        api.generation, network_flags, builder_flags=flags + constraints, use_calibrator=use_calibrator,
-        keep_head_fp32=bool(constraints), notes=notes,
+        api.generation, builder_flags=flags + constraints, use_calibrator=use_calibrator,
+        keep_head_fp32=bool(constraints), unquantized_precision="fp16" if request.precision == "int8" else None, notes=notes,
     )
 
 
 def _plan_trt8(api: TrtApi, request: BuildRequest) -> BuildPlan:
     """8.5/8.6: explicit batch must be requested; no strongly typed networks."""
-    plan = _weak_precision(api, request, ("EXPLICIT_BATCH",))
+    plan = _weak_precision(api, request)
     if request.onnx_kind == "fp16":
         note = f"{api.label} has no strongly typed networks: the FP16 graph builds with the FP16 flag, head kept FP32"
         plan = dataclasses.replace(plan, notes=plan.notes + (note,))
@@ -253,8 +178,8 @@ def _plan_trt8(api: TrtApi, request: BuildRequest) -> BuildPlan:
 def _plan_trt10(api: TrtApi, request: BuildRequest) -> BuildPlan:
     """9.x/10.x: an FP16 ONNX builds strongly typed (no precision flags with it); else weak typing."""
     if request.onnx_kind == "fp16":
-        return BuildPlan(api.generation, ("STRONGLY_TYPED",), strongly_typed=True)
-    return _weak_precision(api, request, ())
+        return BuildPlan(api.generation, strongly_typed=True)
+    return _weak_precision(api, request)
 
 
 def _plan_trt11(api: TrtApi, request: BuildRequest) -> BuildPlan:
@@ -267,10 +192,15 @@ def _plan_trt11(api: TrtApi, request: BuildRequest) -> BuildPlan:
     if request.calib_cache or request.calibrator:
         raise ExportError(
             f"{api.label} has no INT8 calibrator, so a calibration cache cannot be used: make a Q/DQ ONNX with "
-            "`depth-calib` and build that"
+            "`depth-calib --trt-version 11` and build that"
         )
-    clear = _fp32_clear(api) if request.precision == "fp32" else ()
-    return BuildPlan(api.generation, (), clear_flags=clear, strongly_typed=True)
+    if request.onnx_kind != "int8":
+        return BuildPlan(api.generation, strongly_typed=True)
+    notes = ()
+    if request.qdq_float_type == "fp32":
+        notes = (f"the Q/DQ graph's unquantized layers are FP32 and {api.label} takes precision from the graph alone: they "
+                 "run in FP32 (slower); `depth-calib --trt-version 11` writes them in FP16, head kept FP32",)
+    return BuildPlan(api.generation, strongly_typed=True, unquantized_precision=request.qdq_float_type, notes=notes)
 
 
 def parse_calibration_cache_header(data: bytes) -> Tuple[str, str]:

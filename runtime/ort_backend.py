@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from edgedepth.errors import BackendError
+from edgedepth.export.verify import DISABLED_ORT_OPTIMIZERS
 from edgedepth.runtime.backend import Backend
 from edgedepth.spec import ModelSpec
 
@@ -69,7 +70,10 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = int(threads)
         entries = provider_entries(chosen, Path(trt_cache_dir) if trt_cache_dir else None)
         try:
-            self._session = ort.InferenceSession(model_path, sess_options=options, providers=entries)
+            # The same rewrites the export and calibration checks switch off, so depth-run and
+            # depth-parity run the Q/DQ graph as written (and as TensorRT will).
+            self._session = ort.InferenceSession(model_path, sess_options=options, providers=entries,
+                                                 disabled_optimizers=list(DISABLED_ORT_OPTIMIZERS))
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
         super().__init__(self._read_spec(model_path), model_path)

@@ -1,219 +1,33 @@
 """TensorRT backend: a serialised engine plus its sidecar JSON, run on one CUDA stream.
 
-Written against the documented Python API of each generation (shared/reference/TENSORRT_API.md):
-8.5/8.6 (JetPack 5 / 6.0), 10.x (JetPack 6.1/6.2, desktop) and 11.x. What differs lives in named
-helpers chosen by feature probes: tensor enumeration (name API vs binding API), input shapes,
-and execution (``execute_async_v3`` + tensor addresses vs ``execute_async_v2`` + bindings).
-Device memory comes from pycuda when installed (NVIDIA's 8.5 samples), else cuda-python
-(``cuda.bindings.runtime`` or the older ``cuda.cudart``, as in the 8.6-11.x samples).
-tensorrt, pycuda and cuda-python are imported only when this backend is opened.
+Written against the name-based API every supported generation has (8.5 to 11.x:
+``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``;
+shared/reference/TENSORRT_API.md section 6). Device memory, the stream and the GPU query come
+from :mod:`edgedepth.trt` (cuda-python first, pycuda with push/pop around every call), so the
+backend may be opened in one thread, run from another (depth-run's infer thread) and closed
+from a third, any number of times in one process.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edgedepth.errors import BackendError
+from edgedepth.errors import BackendError, DeviceError
 from edgedepth.runtime.backend import Backend
-from edgedepth.runtime.trt_support import (
-    EXECUTE_V3,
-    EngineSidecar,
-    RunningPlatform,
-    check_sidecar,
-    deserialize_failure_message,
-    probe_execution_api,
-    read_sidecar,
-)
+from edgedepth.trt.imports import import_tensorrt
+from edgedepth.trt.logger import make_logger
+from edgedepth.trt.memory import CudaMemory, open_cuda_memory
+from edgedepth.trt.platform import query_gpu
+from edgedepth.trt.sidecar import EngineSidecar, check_compatible, deserialize_failure_message, read_sidecar
 
 LOG = logging.getLogger(__name__)
 
 
-def import_tensorrt() -> Any:
-    """``import tensorrt`` with a message that says where TensorRT comes from."""
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise BackendError(
-            "TensorRT's Python bindings are not importable: on a Jetson they come with JetPack "
-            "(`sudo apt install python3-libnvinfer`; in a venv use --system-site-packages); on a desktop "
-            "`pip install tensorrt`. Or run the ONNX file with --backend onnxruntime"
-        ) from exc
-    return tensorrt
-
-
-# ---------------------------------------------------------------------------------------------
-# CUDA memory: one small interface, two implementations (pycuda, cuda-python)
-# ---------------------------------------------------------------------------------------------
-
-
-class PyCudaMemory:
-    """Pinned host buffers, device buffers and a stream through pycuda (TensorRT 8.5 samples)."""
-
-    library = "pycuda"
-
-    def __init__(self) -> None:
-        import pycuda.driver as cuda
-
-        try:  # the primary context is shared with TensorRT and other libraries in the process
-            import pycuda.autoprimaryctx  # noqa: F401
-        except ImportError:  # pycuda < 2021.1
-            import pycuda.autoinit  # noqa: F401
-        self._cuda = cuda
-        self._context = cuda.Context.get_current()
-        self._threads = {threading.get_ident()}
-        self._stream = cuda.Stream()
-        self._device_allocations: Dict[int, Any] = {}
-
-    def ensure_current(self) -> None:
-        """Make the context current in the calling thread: pycuda pushed it only in the opening thread,
-        and depth-run infers from a worker thread."""
-        if threading.get_ident() not in self._threads:
-            self._context.push()
-            self._threads.add(threading.get_ident())
-
-    @property
-    def stream_handle(self) -> int:
-        return int(self._stream.handle)
-
-    def device_info(self) -> Tuple[str, str]:
-        device = self._cuda.Context.get_device()
-        major, minor = device.compute_capability()
-        return str(device.name()), f"{major}.{minor}"
-
-    def pinned(self, shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
-        return self._cuda.pagelocked_empty(tuple(shape), dtype)
-
-    def device(self, nbytes: int) -> int:
-        allocation = self._cuda.mem_alloc(max(int(nbytes), 1))
-        self._device_allocations[int(allocation)] = allocation
-        return int(allocation)
-
-    def copy_to_device_async(self, device_ptr: int, host: np.ndarray) -> None:
-        self._cuda.memcpy_htod_async(device_ptr, host, self._stream)
-
-    def copy_to_host_async(self, host: np.ndarray, device_ptr: int) -> None:
-        self._cuda.memcpy_dtoh_async(host, device_ptr, self._stream)
-
-    def synchronize(self) -> None:
-        self._stream.synchronize()
-
-    def free_pinned(self, host: np.ndarray) -> None:
-        base = host.base
-        if hasattr(base, "free"):
-            base.free()
-
-    def free_device(self, device_ptr: int) -> None:
-        allocation = self._device_allocations.pop(int(device_ptr), None)
-        if allocation is not None:
-            allocation.free()
-
-    def close(self) -> None:
-        for pointer in list(self._device_allocations):
-            self.free_device(pointer)
-
-
-def import_cudart() -> Any:
-    """cuda-python's runtime module: ``cuda.bindings.runtime`` (12.6+) or ``cuda.cudart`` (older)."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        from cuda import cudart  # type: ignore[no-redef]
-    return cudart
-
-
-class CudaPythonMemory:
-    """The same interface through cuda-python's runtime API (TensorRT 8.6-11.x samples)."""
-
-    library = "cuda-python"
-
-    def __init__(self) -> None:
-        self._cudart = import_cudart()
-        self._device = self._call(self._cudart.cudaGetDevice())
-        self._threads = {threading.get_ident()}
-        self._stream = self._call(self._cudart.cudaStreamCreate())
-
-    def ensure_current(self) -> None:
-        """Bind this process's device in the calling thread (the runtime API's contexts are per thread)."""
-        if threading.get_ident() not in self._threads:
-            self._call(self._cudart.cudaSetDevice(self._device))
-            self._threads.add(threading.get_ident())
-
-    def _call(self, result: Any) -> Any:
-        """cuda-python returns (error, *values): raise on error, return the value(s)."""
-        error, values = result[0], result[1:]
-        if error != self._cudart.cudaError_t.cudaSuccess:
-            _, text = self._cudart.cudaGetErrorString(error)
-            raise BackendError(f"CUDA call failed: {error} ({text.decode(errors='replace') if text else ''})")
-        return values[0] if len(values) == 1 else (values or None)
-
-    @property
-    def stream_handle(self) -> Any:
-        # NVIDIA's cuda-python samples hand TensorRT the cudaStream_t object itself.
-        return self._stream
-
-    def device_info(self) -> Tuple[str, str]:
-        props = self._call(self._cudart.cudaGetDeviceProperties(self._device))
-        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-        return name.split("\x00", 1)[0], f"{props.major}.{props.minor}"
-
-    def pinned(self, shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
-        dtype = np.dtype(dtype)
-        count = int(np.prod(shape))
-        pointer = self._call(self._cudart.cudaMallocHost(max(count * dtype.itemsize, 1)))
-        ctype_pointer = ctypes.cast(pointer, ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype)))
-        return np.ctypeslib.as_array(ctype_pointer, (count,)).reshape(tuple(shape))
-
-    def device(self, nbytes: int) -> int:
-        return int(self._call(self._cudart.cudaMalloc(max(int(nbytes), 1))))
-
-    def copy_to_device_async(self, device_ptr: int, host: np.ndarray) -> None:
-        kind = self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._call(self._cudart.cudaMemcpyAsync(device_ptr, host.ctypes.data, host.nbytes, kind, self._stream))
-
-    def copy_to_host_async(self, host: np.ndarray, device_ptr: int) -> None:
-        kind = self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._call(self._cudart.cudaMemcpyAsync(host.ctypes.data, device_ptr, host.nbytes, kind, self._stream))
-
-    def synchronize(self) -> None:
-        self._call(self._cudart.cudaStreamSynchronize(self._stream))
-
-    def free_pinned(self, host: np.ndarray) -> None:
-        self._call(self._cudart.cudaFreeHost(host.ctypes.data))
-
-    def free_device(self, device_ptr: int) -> None:
-        self._call(self._cudart.cudaFree(device_ptr))
-
-    def close(self) -> None:
-        self._call(self._cudart.cudaStreamDestroy(self._stream))
-
-
-def open_cuda_memory() -> Any:
-    """pycuda when installed, else cuda-python; BackendError naming both when neither is."""
-    try:
-        import pycuda.driver  # noqa: F401
-    except ImportError:
-        try:
-            return CudaPythonMemory()
-        except ImportError as exc:
-            raise BackendError(
-                "the TensorRT backend needs pycuda or cuda-python for device memory: `pip install cuda-python` "
-                "(or `pip install pycuda`; on a Jetson build it against JetPack's CUDA)"
-            ) from exc
-    return PyCudaMemory()
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-generation helpers
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
+@dataclass(frozen=True)
 class IOTensor:
     """One engine input or output as TensorRT describes it."""
 
@@ -221,111 +35,22 @@ class IOTensor:
     is_input: bool
     shape: Tuple[int, ...]
     dtype: np.dtype
-    #: Binding index (binding API) or position among the I/O tensors (name API).
-    index: int
 
 
 def list_io_tensors(engine: Any, trt: Any) -> List[IOTensor]:
-    """The engine's I/O tensors: name API (8.5+, only one in 10/11), else binding API (8.x)."""
-    if hasattr(engine, "num_io_tensors"):
-        return _io_tensors_by_name(engine, trt)
-    return _io_tensors_by_binding(engine, trt)
-
-
-def _io_tensors_by_name(engine: Any, trt: Any) -> List[IOTensor]:
+    """The engine's I/O tensors through the name-based API (8.5+; the only one in 10/11)."""
+    if not hasattr(engine, "num_io_tensors"):
+        raise DeviceError(f"TensorRT {getattr(trt, '__version__', '?')} has no name-based tensor API: edgedepth needs 8.5 or newer")
     tensors = []
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)
-        tensors.append(
-            IOTensor(
-                name=name,
-                is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-                shape=tuple(engine.get_tensor_shape(name)),
-                dtype=np.dtype(trt.nptype(engine.get_tensor_dtype(name))),
-                index=index,
-            )
-        )
+        tensors.append(IOTensor(
+            name=name,
+            is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+            shape=tuple(int(dim) for dim in engine.get_tensor_shape(name)),
+            dtype=np.dtype(trt.nptype(engine.get_tensor_dtype(name))),
+        ))
     return tensors
-
-
-def _io_tensors_by_binding(engine: Any, trt: Any) -> List[IOTensor]:
-    return [
-        IOTensor(
-            name=engine.get_binding_name(index),
-            is_input=bool(engine.binding_is_input(index)),
-            shape=tuple(engine.get_binding_shape(index)),
-            dtype=np.dtype(trt.nptype(engine.get_binding_dtype(index))),
-            index=index,
-        )
-        for index in range(engine.num_bindings)
-    ]
-
-
-def set_input_shape(context: Any, tensor: IOTensor, shape: Tuple[int, ...]) -> None:
-    """Give a dynamic input its shape: ``set_input_shape`` (8.5+) or ``set_binding_shape`` (8.x)."""
-    accepted = (
-        context.set_input_shape(tensor.name, shape)
-        if hasattr(context, "set_input_shape")
-        else context.set_binding_shape(tensor.index, shape)
-    )
-    if accepted is False:
-        raise BackendError(
-            f"the engine does not accept input {tensor.name!r} of shape {shape}: it is outside the engine's "
-            "optimisation profile; rebuild with a profile covering it"
-        )
-
-
-def output_shape(context: Any, tensor: IOTensor) -> Tuple[int, ...]:
-    """An output's shape once input shapes are set (``get_tensor_shape`` 8.5+, else binding API)."""
-    if hasattr(context, "get_tensor_shape"):
-        shape = context.get_tensor_shape(tensor.name)
-    else:
-        shape = context.get_binding_shape(tensor.index)
-    return tuple(int(dim) for dim in shape)
-
-
-def execute_v3(context: Any, addresses: Dict[str, int], stream_handle: Any) -> None:
-    """TensorRT 8.5+ (the only async path in 10/11): tensor addresses by name, then enqueue."""
-    for name, pointer in addresses.items():
-        context.set_tensor_address(name, pointer)
-    if not context.execute_async_v3(stream_handle):
-        raise BackendError("TensorRT execute_async_v3 failed; see the TensorRT log above")
-
-
-def execute_v2(context: Any, tensors: List[IOTensor], addresses: Dict[str, int], stream_handle: Any) -> None:
-    """TensorRT 8.x binding API: a list of device pointers in binding order."""
-    bindings = [0] * (max(t.index for t in tensors) + 1)
-    for tensor in tensors:
-        bindings[tensor.index] = addresses[tensor.name]
-    if not context.execute_async_v2(bindings=bindings, stream_handle=stream_handle):
-        raise BackendError("TensorRT execute_async_v2 failed; see the TensorRT log above")
-
-
-def make_collecting_logger(trt: Any) -> Any:
-    """A TensorRT logger that keeps warnings/errors so a failed deserialisation can quote them."""
-
-    class CollectingLogger(trt.ILogger):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.lines: List[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if severity <= trt.ILogger.Severity.WARNING:  # lower value = more severe
-                self.lines.append(str(msg))
-                LOG.warning("TensorRT: %s", msg)
-
-    return CollectingLogger()
-
-
-def running_platform(trt: Any, memory: Any) -> RunningPlatform:
-    """The TensorRT version and GPU this process runs on."""
-    gpu_name, compute = memory.device_info()
-    return RunningPlatform(tensorrt_version=str(trt.__version__), gpu_name=gpu_name, compute_capability=compute)
-
-
-# ---------------------------------------------------------------------------------------------
-# The backend
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -337,41 +62,53 @@ class _Buffers:
 
 
 class TensorRTBackend(Backend):
-    """Runs an engine built by ``depth-export engine``; checks its sidecar against this machine first."""
+    """Runs an engine built by ``depth-export engine``; checks its sidecar against this machine first.
+
+    ``cuda_library`` forces ``"cuda-python"`` or ``"pycuda"`` (default: ``$EDGEDEPTH_CUDA_LIBRARY``,
+    else cuda-python, else pycuda).
+    """
 
     name = "tensorrt"
 
-    def __init__(self, model_path: str) -> None:
+    def __init__(self, model_path: str, cuda_library: Optional[str] = None) -> None:
         sidecar = read_sidecar(model_path)
-        super().__init__(sidecar.spec, model_path)
+        super().__init__(sidecar.model_spec, model_path)
         self.sidecar = sidecar
-        self._trt = import_tensorrt()
-        self._memory = open_cuda_memory()
+        self._trt = import_tensorrt("the TensorRT backend", "Or run the ONNX file with --backend onnxruntime")
+        self._memory: CudaMemory = open_cuda_memory(cuda_library)
         self._buffers: Optional[_Buffers] = None
+        self._context: Any = None
+        self._engine: Any = None
+        self._runtime: Any = None
         try:
             self._load(Path(model_path).read_bytes())
         except BaseException:
-            self._memory.close()
+            self._release()
             raise
 
     def _load(self, plan: bytes) -> None:
-        for warning in check_sidecar(self.sidecar, running_platform(self._trt, self._memory), self.model_path):
+        for warning in check_compatible(self.sidecar, str(self._trt.__version__), query_gpu(), self.model_path):
             LOG.warning("%s", warning)
-        self._logger = make_collecting_logger(self._trt)
-        self._runtime = self._trt.Runtime(self._logger)
-        self._engine = self._deserialize(plan, self.sidecar)
-        self._context = self._engine.create_execution_context()
+        self._logger = make_logger(self._trt, lambda message: LOG.warning("%s", message))
+        with self._memory.activate():
+            self._runtime = self._trt.Runtime(self._logger)
+            self._engine = self._deserialize(plan, self.sidecar)
+            self._context = self._engine.create_execution_context()
         if self._context is None:
             raise BackendError(f"TensorRT could not create an execution context for {self.model_path} (out of GPU memory?)")
-        self._api = probe_execution_api(self._engine, self._context)
         self._input, self._output = self._find_io(list_io_tensors(self._engine, self._trt))
 
     @property
     def detail(self) -> str:
-        return f"tensorrt {self._trt.__version__} ({self.sidecar.precision}, {self._api}, {self._memory.library})"
+        return f"tensorrt {self._trt.__version__} ({self.sidecar.precision}, {self._memory.library})"
 
     def _deserialize(self, plan: bytes, sidecar: EngineSidecar) -> Any:
-        if sidecar.build_options.get("version_compatible") and hasattr(self._runtime, "engine_host_code_allowed"):
+        options = sidecar.build_options
+        if options.dla_core is not None:
+            # IRuntime::setDLACore defaults to -1; trtexec sets it before deserializing
+            # (release/10.3 samples/common/sampleEngines.cpp:117-120).
+            self._runtime.DLA_core = int(options.dla_core)
+        if options.version_compatible:
             # A version-compatible plan embeds the lean runtime, which is host code (8.6+).
             self._runtime.engine_host_code_allowed = True
         engine = self._runtime.deserialize_cuda_engine(plan)
@@ -389,13 +126,17 @@ class TensorRTBackend(Backend):
         return by_name[self.spec.input_name], by_name[self.spec.output_name]
 
     def _prepare(self, shape: Tuple[int, ...]) -> _Buffers:
-        """Pinned host + device buffers for this input shape (kept while the shape repeats)."""
+        """Pinned host + device buffers for this input shape, their addresses set on the context
+        once (they stay set until the shape changes)."""
         if self._buffers is not None and self._buffers.shape == shape:
             return self._buffers
         self._free_buffers()
-        if -1 in self._input.shape:
-            set_input_shape(self._context, self._input, shape)
-        out_shape = output_shape(self._context, self._output)
+        if -1 in self._input.shape and not self._context.set_input_shape(self._input.name, shape):
+            raise BackendError(
+                f"the engine does not accept input {self._input.name!r} of shape {shape}: it is outside the engine's "
+                "optimisation profile; rebuild with a profile covering it"
+            )
+        out_shape = tuple(int(dim) for dim in self._context.get_tensor_shape(self._output.name))
         if -1 in out_shape:
             raise BackendError(f"TensorRT left output {self._output.name!r} shape {out_shape} unresolved for input {shape}")
         host_in = self._memory.pinned(shape, self._input.dtype)
@@ -404,6 +145,8 @@ class TensorRTBackend(Backend):
             self._input.name: self._memory.device(host_in.nbytes),
             self._output.name: self._memory.device(host_out.nbytes),
         }
+        for name, pointer in addresses.items():
+            self._context.set_tensor_address(name, pointer)
         self._buffers = _Buffers(shape, host_in, host_out, addresses)
         return self._buffers
 
@@ -419,16 +162,14 @@ class TensorRTBackend(Backend):
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def _run_one(self, batch: np.ndarray) -> np.ndarray:
-        self._memory.ensure_current()
-        buffers = self._prepare(tuple(batch.shape))
-        np.copyto(buffers.host_in, batch, casting="same_kind")
-        self._memory.copy_to_device_async(buffers.addresses[self._input.name], buffers.host_in)
-        if self._api == EXECUTE_V3:
-            execute_v3(self._context, buffers.addresses, self._memory.stream_handle)
-        else:
-            execute_v2(self._context, [self._input, self._output], buffers.addresses, self._memory.stream_handle)
-        self._memory.copy_to_host_async(buffers.host_out, buffers.addresses[self._output.name])
-        self._memory.synchronize()
+        with self._memory.activate():  # current in this thread for TensorRT's enqueue too
+            buffers = self._prepare(tuple(batch.shape))
+            np.copyto(buffers.host_in, batch, casting="same_kind")  # FP16-input engines: float32 -> float16
+            self._memory.copy_to_device_async(buffers.addresses[self._input.name], buffers.host_in)
+            if not self._context.execute_async_v3(self._memory.stream_handle):
+                raise BackendError("TensorRT execute_async_v3 failed; see the TensorRT log above")
+            self._memory.copy_to_host_async(buffers.host_out, buffers.addresses[self._output.name])
+            self._memory.synchronize()
         # Copy out: the pinned buffer is overwritten by the next call.
         return buffers.host_out.astype(np.float32, copy=True)
 
@@ -442,10 +183,10 @@ class TensorRTBackend(Backend):
         self._buffers = None
 
     def _release(self) -> None:
-        self._memory.ensure_current()
-        self._free_buffers()
-        # Context before engine before runtime: the reverse of creation.
-        self._context = None
-        self._engine = None
-        self._runtime = None
+        with self._memory.activate():
+            self._free_buffers()
+            # Context before engine before runtime: the reverse of creation, with the GPU current.
+            self._context = None
+            self._engine = None
+            self._runtime = None
         self._memory.close()

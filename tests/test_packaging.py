@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 SUBPACKAGES = (
     "edgedepth",
     "edgedepth/parity",
+    "edgedepth/trt",
     "edgedepth/training",
     "edgedepth/training/model",
     "edgedepth/training/data",
@@ -42,6 +43,7 @@ def test_wheel_holds_every_subpackage_and_config(wheel):
     for config in ("grad_a", "baseline", "ssi_only", "demo", "base"):
         assert f"edgedepth/configs/{config}.yaml" in names
     assert "edgedepth/configs/parity/budget.yaml" in names
+    assert "edgedepth/export/data/tensorrt_onnx_operators.json" in names  # the conformance check's tables
     assert not any(name.startswith(("training/", "export/", "tests/")) for name in names), "stage folders are mapped, not top level"
 
 
@@ -57,6 +59,47 @@ def test_core_and_runtime_import_without_torch():
     code = (
         "import sys, edgedepth, edgedepth.metrics, edgedepth.preprocess, edgedepth.runtime, edgedepth.parity;"
         "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+#: Module names whose import belongs to edgedepth/trt/imports.py alone.
+DEVICE_MODULES = ("tensorrt", "pycuda", "cuda")
+
+
+def _device_imports(path: Path) -> list:
+    """``(line, module)`` of every import of a TensorRT/CUDA module in a Python file, static
+    (``import x``, ``from x import y``) or dynamic (``importlib.import_module("x")``, ``__import__``)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__"):
+            names = [arg.value for arg in node.args[:1] if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+        found += [(node.lineno, name) for name in names if name.split(".")[0] in DEVICE_MODULES]
+    return found
+
+
+def test_exactly_one_module_imports_tensorrt_pycuda_or_cuda():
+    sources = [path for folder in ("edgedepth", "export", "runtime", "calib", "training", "tests", "benchmarks", "scripts")
+               for path in (REPO / folder).rglob("*.py")]
+    offenders = {str(path.relative_to(REPO)): _device_imports(path) for path in sources}
+    offenders = {path: lines for path, lines in offenders.items() if lines}
+    assert set(offenders) == {"edgedepth/trt/imports.py"}, offenders
+
+
+def test_the_device_package_imports_no_device_module_until_asked():
+    code = (
+        "import sys, edgedepth.trt, edgedepth.trt.generation, edgedepth.trt.memory, edgedepth.trt.sidecar,"
+        " edgedepth.trt.platform, edgedepth.trt.calibrator, edgedepth.export.trt_build, edgedepth.runtime.trt_backend,"
+        " edgedepth.calib.legacy;"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'pycuda', 'cuda')];"
+        "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

@@ -93,11 +93,12 @@ def _opset(model: Any) -> Optional[int]:
 
 
 def _engine_facts(path: Path) -> Tuple[str, ModelSpec, Dict[str, Any]]:
-    from edgedepth.export.engine_meta import read_sidecar, sidecar_spec
+    from edgedepth.trt.sidecar import read_sidecar
 
     sidecar = read_sidecar(path)
-    details = {key: sidecar.get(key) for key in ("tensorrt_version", "gpu", "shapes", "source_onnx", "built_at")}
-    return str(sidecar.get("precision", "")), sidecar_spec(sidecar), details
+    data = sidecar.to_dict()
+    details = {key: data[key] for key in ("tensorrt_version", "gpu", "shapes", "source_onnx", "built_at")}
+    return sidecar.precision, sidecar.model_spec, details
 
 
 def _checkpoint_facts(path: Path) -> Tuple[str, ModelSpec, Dict[str, Any]]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgedepth.calib import legacy
+from edgedepth.trt import imports
 from edgedepth.calib.cli import main
 from edgedepth.calib.quantizers import OrtQuantizer
 
@@ -75,7 +76,7 @@ def test_bad_budget_file_is_a_one_line_failure(small, tmp_path, capsys):
 
 def test_cache_without_tensorrt_fails_before_any_work(small, tmp_path, monkeypatch, capsys):
     onnx_path, folder = small
-    monkeypatch.setattr(legacy, "tensorrt_installed", lambda: False)
+    monkeypatch.setattr(imports, "tensorrt_installed", lambda: False)
     assert main(["--onnx", str(onnx_path), "--data", str(folder), "--cache", str(tmp_path / "m.calib")]) == 1
     line = _error_line(capsys)
     assert "--cache needs TensorRT 8.5-10.x" in line and "Q/DQ ONNX" in line
@@ -90,7 +91,7 @@ def test_cache_only_run_calibrates_tensorrt_with_the_same_images_and_keeps_the_h
         return {"path": str(cache), "key_file": str(cache) + ".json", "reused": False, "algorithm": "IInt8MinMaxCalibrator",
                 "tensorrt": "8.6.1", "key": {}, "batches": len(calibration)}
 
-    monkeypatch.setattr(legacy, "tensorrt_installed", lambda: True)
+    monkeypatch.setattr(imports, "tensorrt_installed", lambda: True)
     monkeypatch.setattr(legacy, "write_tensorrt_cache", fake_write)
     cache = tmp_path / "model.calib"
     assert main(["--onnx", str(onnx_path), "--data", str(folder), "--num-images", "10", "--cache", str(cache)]) == 0
@@ -103,7 +104,7 @@ def test_cache_only_run_calibrates_tensorrt_with_the_same_images_and_keeps_the_h
 
 def test_percentile_has_no_tensorrt_calibrator(small, tmp_path, monkeypatch, capsys):
     onnx_path, folder = small
-    monkeypatch.setattr(legacy, "tensorrt_installed", lambda: True)
+    monkeypatch.setattr(imports, "tensorrt_installed", lambda: True)
     argv = ["--onnx", str(onnx_path), "--data", str(folder), "--cache", str(tmp_path / "m.calib"), "--method", "percentile"]
     assert main(argv) == 1
     assert "use --method minmax or entropy for --cache" in _error_line(capsys)

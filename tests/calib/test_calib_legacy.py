@@ -10,6 +10,7 @@ import pytest
 
 from edgedepth.calib import legacy
 from edgedepth.calib.errors import CalibrationCacheError, CalibrationError
+from edgedepth.errors import DeviceError
 from edgedepth.calib.dataset import calibration_batches
 from edgedepth.spec import ModelSpec
 
@@ -112,10 +113,10 @@ class FakeMemory:
         pass
 
     def free_device(self, pointer):
-        self.freed = True
+        pass
 
     def close(self):
-        pass
+        self.freed = True
 
 
 @pytest.fixture()
@@ -171,13 +172,36 @@ def test_callback_errors_surface_after_the_build(small_onnx, tmp_path, fake_tens
     calibrator = legacy.build_int8_calibrator(small_onnx, tmp_path / "m.calib", np.zeros((1, 3, 32, 32), np.float32))
     monkeypatch.setattr(legacy, "open_cuda_memory", lambda: (_ for _ in ()).throw(RuntimeError("no CUDA device")))
     assert calibrator.get_batch(["input"]) is None  # TensorRT would just stop calibrating
-    with pytest.raises(CalibrationError, match="no CUDA device"):
+    with pytest.raises(DeviceError, match="no CUDA device"):
         calibrator.check()
+
+
+def test_a_cache_tensorrt_refuses_is_named_instead_of_a_generic_calibration_error(small_onnx, tmp_path, fake_tensorrt):
+    """TensorRT asks for images when it does not accept the cache it was served; with none to give,
+    the calibrator says so instead of TensorRT's bare "calibration failure"."""
+    cache = tmp_path / "model.calib"
+    legacy.write_cache(cache, legacy.cache_key(small_onnx, SPEC, 1, "minmax"), b"TRT-8502-MinMaxCalibration\n",
+                       {"tensorrt_version": "8.5.2.2"})
+    calibrator = legacy.build_int8_calibrator(small_onnx, cache)
+    assert calibrator.read_calibration_cache() is not None
+    assert calibrator.get_batch(["input"]) is None
+    with pytest.raises(DeviceError, match="did not accept the calibration cache.*recalibrate"):
+        calibrator.check()
+
+
+def test_writing_back_the_cache_tensorrt_just_read_keeps_the_key_files_details(small_onnx, tmp_path, fake_tensorrt):
+    cache = tmp_path / "model.calib"
+    key = legacy.cache_key(small_onnx, SPEC, 1, "minmax")
+    legacy.write_cache(cache, key, b"TRT-8601-MinMaxCalibration\n", {"higher_precision_nodes": ["/head/conv/Conv"]})
+    calibrator = legacy.build_int8_calibrator(small_onnx, cache)
+    calibrator.write_calibration_cache(memoryview(calibrator.read_calibration_cache()))
+    calibrator.check()
+    assert legacy.read_key_file(cache)["higher_precision_nodes"] == ["/head/conv/Conv"]
 
 
 def test_tensorrt_11_gets_a_message_pointing_to_qdq(small_onnx, tmp_path, monkeypatch):
     monkeypatch.setattr(legacy, "import_tensorrt", lambda: types.SimpleNamespace(__version__="11.0.0"))
-    with pytest.raises(CalibrationError, match="TensorRT 11 removed implicit INT8"):
+    with pytest.raises(DeviceError, match="TensorRT 11 removed implicit INT8"):
         legacy.build_int8_calibrator(small_onnx, tmp_path / "m.calib", np.zeros((1, 3, 32, 32), np.float32))
 
 
@@ -200,3 +224,27 @@ def test_tensorrt_builds_an_int8_engine_from_the_cache_alone(small_onnx, tmp_pat
     calibrator = legacy.build_int8_calibrator(small_onnx, cache, data=None, method="minmax")
     legacy.calibrate_with_tensorrt(small_onnx, calibrator)  # raises if the build fails
     assert calibrator.feeder.served == 0  # TensorRT read the cache instead of asking for images
+
+
+@pytest.mark.tensorrt
+def test_depth_export_builds_int8_from_the_cache_with_the_kept_nodes_pinned(small_onnx, tmp_path):
+    """`depth-export engine --precision int8 --calib-cache`: the cache's key file says which nodes
+    depth-calib kept in higher precision; the engine pins them (and records them in its sidecar)."""
+    from edgedepth.export.onnx_info import find_output_head
+    from edgedepth.export.trt_build import build_engine
+    from edgedepth.runtime import open_backend
+    from edgedepth.trt.generation import probe_api
+    from edgedepth.trt.imports import import_tensorrt
+
+    if not probe_api(import_tensorrt()).calibrator:
+        pytest.skip("this TensorRT (11+) has no implicit INT8 calibrator")
+    data = np.random.default_rng(0).normal(0, 1, (8, 3, 32, 32)).astype(np.float32)
+    cache = tmp_path / "model.calib"
+    kept = find_output_head(small_onnx) + ["/block/conv1/Conv"]
+    legacy.write_tensorrt_cache(small_onnx, data, cache, "entropy", details={"higher_precision_nodes": kept})
+    result = build_engine(str(small_onnx), str(tmp_path / "m.int8.engine"), precision="int8", calib_cache=str(cache),
+                          log=lambda message: None)
+    options = result.sidecar.build_options
+    assert set(kept) <= set(options.fp32_nodes) and options.calibration_cache_sha256 and options.unquantized_precision == "fp16"
+    with open_backend(str(result.path)) as backend:
+        assert np.isfinite(backend.infer(data[:1])).all()

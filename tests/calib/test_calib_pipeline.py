@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from edgedepth.calib import qdq, quantizers
 from edgedepth.calib.cli import main
@@ -68,9 +69,11 @@ def _check_published(model, output: Path, quantizer: str) -> dict:
 
 def test_ort_qdq_meets_the_default_budget_with_the_head_in_higher_precision(trained_model, tmp_path, capsys):
     output = tmp_path / "model.int8.onnx"
-    assert main(_args(trained_model, output, "--quantizer", "ort")) == 0
+    assert main(_args(trained_model, output, "--quantizer", "ort", "--trt-version", "10.3")) == 0
     report = _check_published(trained_model, output, "ort")
-    assert report["tensorrt_notes"] == []  # opset 17, symmetric: TensorRT 8.5 to 11 parse it
+    # opset 17, symmetric INT8, float biases: every generation parses it
+    assert report["trt_version"] == "10.3" and all(v == [] for v in report["tensorrt_compatibility"].values())
+    assert set(report["tensorrt_compatibility"]) == {"8.5", "8.6", "10.3", "10.16", "11"}
     assert report["images"]["calibration_images"] == 32 and report["images"]["held_out_images"] == 16
     assert "passed" in capsys.readouterr().out
 
@@ -80,15 +83,71 @@ def test_modelopt_qdq_meets_the_default_budget_with_the_head_in_higher_precision
     output = tmp_path / "model.int8.onnx"
     assert main(_args(trained_model, output, "--quantizer", "modelopt")) == 0
     report = _check_published(trained_model, output, "modelopt")
-    assert any("opset" in note for note in report["tensorrt_notes"])  # ModelOpt writes opset 19+
+    compatibility = report["tensorrt_compatibility"]  # ModelOpt writes opset 19+: TensorRT 10+ only
+    assert compatibility["10"] == [] and "opset 19" in compatibility["8.6"][0]
 
 
 def test_cpu_target_graph_meets_the_budget_and_is_flagged_for_tensorrt(trained_model, tmp_path):
     output = tmp_path / "model.int8.cpu.onnx"
     assert main(_args(trained_model, output, "--quantizer", "ort", "--target", "cpu")) == 0
     report = _check_published(trained_model, output, "ort")
-    assert report["target"] == "cpu" and any("UINT8" in note for note in report["tensorrt_notes"])
+    assert report["target"] == "cpu" and report["trt_version"] is None
+    assert any("UINT8" in violation for violation in report["tensorrt_compatibility"]["10.3"])
     assert onnx_info.read_spec(str(output)).provenance["int8_target"] == "cpu"
+
+
+def _qdq_facts(path: Path) -> dict:
+    """Opset, the element types DequantizeLinear reads and its scales have, the zero points."""
+    model = onnx.load(str(path))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    inits = {init.name: init for init in model.graph.initializer}
+    types.update({name: init.data_type for name, init in inits.items()})
+    dequantize = [node for node in model.graph.node if node.op_type == "DequantizeLinear"]
+    name = onnx.TensorProto.DataType.Name
+    return {
+        "opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+        "dq_inputs": {name(types[node.input[0]]) for node in dequantize},
+        "dq_scales": {name(types[node.input[1]]) for node in dequantize},
+        "explicit_zero_points": all(len(node.input) == 3 and node.input[2] for node in dequantize),
+        "zero_points": {int(v) for node in dequantize for v in np.ravel(numpy_helper.to_array(inits[node.input[2]]))},
+        "model": model, "types": types,
+    }
+
+
+def test_for_tensorrt_8_6_the_graph_is_opset_17_with_int8_dequantize_and_zero_points_0(trained_model, tmp_path):
+    """JetPack 6.0: ModelOpt's opset 19 and ORT's INT32 biases are both out; auto picks ORT with float biases."""
+    output = tmp_path / "model.jp6.int8.onnx"
+    assert main(_args(trained_model, output, "--trt-version", "8.6")) == 0
+    report = _check_published(trained_model, output, "ort")
+    assert report["trt_version"] == "8.6" and report["tensorrt_compatibility"]["8.6"] == []
+    facts = _qdq_facts(output)
+    assert facts["opset"] <= 17 and facts["dq_inputs"] == {"INT8"} and facts["explicit_zero_points"]
+    assert facts["zero_points"] == {0}
+    assert onnx_info.read_spec(str(output)).provenance["trt_version"] == "8.6"
+
+
+def test_for_tensorrt_11_the_unquantized_layers_are_fp16_and_the_head_fp32(trained_model, tmp_path):
+    """11.x takes precision from tensor types alone: DequantizeLinear outputs FP16 (FP16 scales),
+    the head reads and computes FP32, graph I/O stays FP32; the budget is checked on this graph."""
+    output = tmp_path / "model.trt11.int8.onnx"
+    assert main(_args(trained_model, output, "--trt-version", "11")) == 0
+    report = _check_published(trained_model, output, "modelopt" if HAS_MODELOPT else "ort")
+    assert report["unquantized_precision"] == "fp16" and report["tensorrt_compatibility"]["11"] == []
+    facts = _qdq_facts(output)
+    assert facts["dq_inputs"] == {"INT8"} and facts["dq_scales"] == {"FLOAT16"} and facts["zero_points"] == {0}
+    head = onnx_info.find_output_head(str(trained_model.onnx))
+    FLOAT = onnx.TensorProto.FLOAT
+    for node in facts["model"].graph.node:
+        if node.name in head:
+            assert all(facts["types"][name] == FLOAT for name in node.input if name), node.name
+    assert [i.type.tensor_type.elem_type for i in facts["model"].graph.input] == [FLOAT]
+
+
+def test_modelopt_for_tensorrt_8_is_refused_before_any_work(trained_model, tmp_path, capsys):
+    output = tmp_path / "model.int8.onnx"
+    assert main(_args(trained_model, output, "--quantizer", "modelopt", "--trt-version", "8.5")) == 1
+    assert "opset 19 or newer" in capsys.readouterr().err and not output.exists()
 
 
 def _modelopt_missing(monkeypatch):

@@ -54,8 +54,26 @@ def test_ort_output_has_explicit_symmetric_int8_zero_points(small):
     assert zero_points and all(np.all(z == 0) for z in zero_points)
 
 
+def test_tensorrt_target_keeps_biases_float_and_weights_float_behind_a_qdq_pair(small):
+    """ORT's defaults quantize biases to INT32 (a DequantizeLinear of INT32, which no TensorRT
+    parses) and store weights as INT8 initializers; for TensorRT neither."""
+    fp32, data, root = small
+    output = root / "trt.onnx"
+    OrtQuantizer(fp32, data, "minmax", root, "input").quantize(output, HEAD)
+    model = onnx.load(str(output))
+    inits = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    writers = {out: node for node in model.graph.node for out in node.output}
+    dequantized = [node.input[0] for node in model.graph.node if node.op_type == "DequantizeLinear"]
+    assert dequantized and all(writers[name].op_type == "QuantizeLinear" for name in dequantized)  # no INT8/INT32 constants
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    assert all(inits[node.input[2]].dtype == np.float32 for node in convs)  # biases stay float
+    weights = [writers[writers[node.input[1]].input[0]].input[0] for node in convs if node.input[1] in writers]
+    assert weights and all(inits[name].dtype == np.float32 for name in weights)
+
+
 def test_cpu_target_uses_uint8_activations_that_tensorrt_would_reject(small):
-    from edgedepth.calib.qdq import tensorrt_notes
+    from edgedepth.export.conformance import check_graph
+    from edgedepth.trt.generation import parse_target
 
     fp32, data, root = small
     output = root / "cpu.onnx"
@@ -64,7 +82,16 @@ def test_cpu_target_uses_uint8_activations_that_tensorrt_would_reject(small):
     inits = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     quantize = next(node for node in model.graph.node if node.op_type == "QuantizeLinear" and node.input[0] == "input")
     assert inits[quantize.input[2]].dtype == np.uint8
-    assert any("UINT8" in note for note in tensorrt_notes(model))
+    assert any("UINT8" in violation.rule for violation in check_graph(model, parse_target("10.3")))
+
+
+def test_auto_picks_onnxruntime_for_tensorrt_8_and_modelopt_is_refused_there():
+    from edgedepth.trt.generation import parse_target
+
+    backend, note = choose_quantizer("auto", "minmax", "tensorrt", parse_target("8.6"))
+    assert backend == "ort" and "opset 17" in note
+    with pytest.raises(CalibrationError, match="opset 19 or newer.*TensorRT 8.5 cannot parse.*--quantizer ort"):
+        choose_quantizer("modelopt", "minmax", "tensorrt", parse_target("8.5"))
 
 
 def test_older_onnxruntime_without_range_cache_still_quantizes(small, monkeypatch):

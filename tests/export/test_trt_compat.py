@@ -1,100 +1,43 @@
-"""TensorRT generation logic, without TensorRT: probes, dispatch, what may be built, messages.
-
-The fake modules mirror which names each generation has, per shared/reference/TENSORRT_API.md
-(e.g. 11.x: no EXPLICIT_BATCH, no BuilderFlag.FP16/INT8, no IInt8EntropyCalibrator2).
-"""
+"""What each TensorRT generation builds from which ONNX, against recorded facts of every generation
+(tests/trt_facts.py: the names and enum integers each ``tensorrt`` module has)."""
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import pytest
 
 from edgedepth.errors import ExportError
-from edgedepth.export.trt_build import HELPERS, Trt8Helper, Trt11Helper
-from edgedepth.export.trt_compat import (
-    BuildRequest,
-    detect_generation,
-    parse_calibration_cache_header,
-    parse_version,
-    plan_build,
-    probe_api,
-)
+from edgedepth.export.trt_build import HELPERS, Trt8Helper, Trt10Helper, Trt11Helper
+from edgedepth.export.trt_compat import BuildRequest, parse_calibration_cache_header, plan_build
+from edgedepth.trt.generation import probe_api
 
-_FLAGS_8 = ["FP16", "INT8", "TF32", "STRICT_TYPES", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"]
+from trt_facts import fake_tensorrt
 
-
-def _enum(names):
-    return SimpleNamespace(**{name: index for index, name in enumerate(names)})
-
-
-def fake_trt(version, network_flags, builder_flags, levels=(), calibrator=True, progress=False, exec_v3=True):
-    module = SimpleNamespace(
-        __version__=version,
-        IExecutionContext=SimpleNamespace(**({"execute_async_v3": None} if exec_v3 else {})),
-        NetworkDefinitionCreationFlag=_enum(network_flags),
-        BuilderFlag=_enum(builder_flags),
-    )
-    if levels:
-        module.HardwareCompatibilityLevel = _enum(levels)
-    if calibrator:
-        module.IInt8EntropyCalibrator2 = object
-    if progress:
-        module.IProgressMonitor = object
-    return module
-
-
-TRT84 = fake_trt("8.4.3.1", ["EXPLICIT_BATCH"], _FLAGS_8, exec_v3=False)
-TRT85 = fake_trt("8.5.2.2", ["EXPLICIT_BATCH", "EXPLICIT_PRECISION"], _FLAGS_8)
-TRT86 = fake_trt("8.6.1", ["EXPLICIT_BATCH"], _FLAGS_8 + ["VERSION_COMPATIBLE"], levels=["NONE", "AMPERE_PLUS"])
-TRT103 = fake_trt(
-    "10.3.0", ["EXPLICIT_BATCH", "STRONGLY_TYPED"], _FLAGS_8[:3] + _FLAGS_8[4:] + ["VERSION_COMPATIBLE", "BF16"],
-    levels=["NONE", "AMPERE_PLUS"], progress=True,
-)
-TRT1016 = fake_trt(
-    "10.16.1", ["EXPLICIT_BATCH", "STRONGLY_TYPED", "PREFER_JIT_PYTHON_PLUGINS"], _FLAGS_8[:3] + _FLAGS_8[4:] + ["VERSION_COMPATIBLE"],
-    levels=["NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"], progress=True,
-)
-TRT11 = fake_trt(
-    "11.4.0.106", ["STRONGLY_TYPED", "PREFER_JIT_PYTHON_PLUGINS"], ["TF32", "GPU_FALLBACK", "VERSION_COMPATIBLE", "DIRECT_IO"],
-    levels=["NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"], calibrator=False, progress=True,
-)
+TRT85, TRT86, TRT90, TRT103, TRT1016, TRT11 = (fake_tensorrt(key) for key in ("8.5", "8.6", "9.0", "10.3", "10.16", "11.1"))
 
 
 def _plan(trt, precision, onnx_kind="fp32", **kwargs):
     return plan_build(probe_api(trt), BuildRequest(precision, onnx_kind, **kwargs))
 
 
-@pytest.mark.parametrize("text, expected", [("8.5.2.2", (8, 5)), ("8.6.1", (8, 6)), ("10.3.0", (10, 3)), ("11.4.0.106", (11, 4))])
-def test_version_strings_of_every_packaging_parse(text, expected):
-    assert parse_version(text) == expected
+@pytest.mark.parametrize("trt, helper", [(TRT85, Trt8Helper), (TRT86, Trt8Helper), (TRT90, Trt10Helper),
+                                         (TRT103, Trt10Helper), (TRT1016, Trt10Helper), (TRT11, Trt11Helper)])
+def test_each_generation_gets_its_helper(trt, helper):
+    assert type(HELPERS[probe_api(trt).generation](trt, probe_api(trt), None)) is helper
 
 
-def test_unreadable_version_is_refused():
-    with pytest.raises(ExportError, match="cannot read a TensorRT version"):
-        parse_version("unknown")
+# ----------------------------------------------------------------------------- network flags
 
 
-@pytest.mark.parametrize("trt, generation", [(TRT85, "8"), (TRT86, "8"), (TRT103, "10"), (TRT1016, "10"), (TRT11, "11")])
-def test_generation_comes_from_feature_probes(trt, generation):
-    assert detect_generation(trt) == generation
-    assert isinstance(HELPERS[generation](trt, probe_api(trt), None), {"8": Trt8Helper, "10": HELPERS["10"], "11": Trt11Helper}[generation])
-
-
-def test_a_version_string_that_disagrees_does_not_fool_the_probes():
-    liar = fake_trt("10.0.0", ["STRONGLY_TYPED"], ["TF32"], calibrator=False, progress=True)
-    assert detect_generation(liar) == "11"
-
-
-def test_tensorrt_older_than_8_5_is_refused():
-    with pytest.raises(ExportError, match="older than 8.5"):
-        detect_generation(TRT84)
-
-
-def test_probes_reflect_removed_apis_in_11():
-    api = probe_api(TRT11)
-    assert (api.fp16_flag, api.int8_flag, api.calibrator, api.precision_constraints) == (False, False, False, False)
-    assert api.progress_monitor and api.strongly_typed_flag
-    assert probe_api(TRT85).progress_monitor is False
+@pytest.mark.parametrize("trt, onnx_kind, flags", [
+    (TRT85, "fp32", ("EXPLICIT_BATCH",)),
+    (TRT86, "fp16", ("EXPLICIT_BATCH",)),
+    (TRT90, "fp32", ("EXPLICIT_BATCH",)),  # 9.x parser asserts an explicit-batch network
+    (TRT90, "fp16", ("EXPLICIT_BATCH", "STRONGLY_TYPED")),
+    (TRT103, "fp32", ()),
+    (TRT103, "fp16", ("STRONGLY_TYPED",)),
+    (TRT11, "fp16", ()),
+])
+def test_network_flags_per_generation(trt, onnx_kind, flags):
+    assert _plan(trt, "fp16" if onnx_kind == "fp16" else "fp32", onnx_kind=onnx_kind).network_flags == flags
 
 
 # ----------------------------------------------------------------------------- FP16
@@ -144,6 +87,16 @@ def test_fp32_engines_clear_tf32_and_set_no_precision_flag(trt):
     assert not {"FP16", "INT8"} & set(plan.builder_flags)
 
 
+@pytest.mark.parametrize("trt, precision, onnx_kind", [
+    (TRT85, "fp16", "fp32"), (TRT103, "int8", "int8"), (TRT103, "fp16", "fp16"), (TRT11, "int8", "int8"), (TRT11, "fp16", "fp16"),
+])
+def test_tf32_is_cleared_wherever_a_layer_is_promised_fp32(trt, precision, onnx_kind):
+    """TF32 is "allowed, not required" and on by default: without clearing it the FP32 head (weak
+    typing) or the FP32 parts of a strongly typed graph could run in TF32 on Ampere and Orin."""
+    plan = _plan(trt, precision, onnx_kind=onnx_kind)
+    assert plan.clear_flags == ("TF32",) and (plan.keep_head_fp32 or plan.strongly_typed)
+
+
 @pytest.mark.parametrize("onnx_kind, precision, fragment", [
     ("fp16", "fp32", "FP16 graph"),
     ("int8", "fp16", "Q/DQ"),
@@ -172,6 +125,13 @@ def test_calibrator_on_10_carries_the_deprecation_note():
     assert any("deprecates implicit INT8 calibration" in note for note in _plan(TRT103, "int8", calib_cache=True).notes)
 
 
+def test_int8_plans_state_what_the_unquantized_layers_run_in():
+    assert _plan(TRT103, "int8", onnx_kind="int8").unquantized_precision == "fp16"
+    assert _plan(TRT11, "int8", onnx_kind="int8", qdq_float_type="fp16").unquantized_precision == "fp16"
+    slow = _plan(TRT11, "int8", onnx_kind="int8", qdq_float_type="fp32")
+    assert slow.unquantized_precision == "fp32" and any("depth-calib --trt-version 11" in note for note in slow.notes)
+
+
 def test_calibration_cache_on_11_is_refused():
     with pytest.raises(ExportError, match="has no INT8 calibrator"):
         _plan(TRT11, "int8", calib_cache=True)
@@ -184,12 +144,6 @@ def test_qdq_onnx_builds_int8_everywhere_without_a_calibrator(trt):
     assert ("INT8" in plan.builder_flags) == (trt is not TRT11)
 
 
-def test_qdq_without_explicit_zero_points_is_refused_on_8x_only():
-    with pytest.raises(ExportError, match="explicit zero point"):
-        _plan(TRT85, "int8", onnx_kind="int8", qdq_zero_points_explicit=False)
-    assert _plan(TRT103, "int8", onnx_kind="int8", qdq_zero_points_explicit=False).builder_flags
-
-
 def test_calib_cache_with_qdq_or_other_precision_is_refused():
     with pytest.raises(ExportError, match="already holds Q/DQ"):
         _plan(TRT103, "int8", onnx_kind="int8", calib_cache=True)
@@ -198,12 +152,6 @@ def test_calib_cache_with_qdq_or_other_precision_is_refused():
 
 
 # ----------------------------------------------------------------------------- other options
-
-
-def test_opset_above_17_is_refused_on_8x_with_the_fix():
-    with pytest.raises(ExportError, match="--opset 17"):
-        _plan(TRT86, "fp32", onnx_opset=18)
-    assert _plan(TRT103, "fp32", onnx_opset=18).generation == "10"
 
 
 def test_version_compatible_needs_8_6():
@@ -219,6 +167,12 @@ def test_hardware_compatibility_levels_by_version():
     with pytest.raises(ExportError, match="same-compute-capability"):
         _plan(TRT103, "fp32", hardware_compatibility="same-compute-capability")
     assert _plan(TRT1016, "fp32", hardware_compatibility="same-compute-capability").hardware_level == "SAME_COMPUTE_CAPABILITY"
+
+
+def test_hardware_compatibility_is_refused_on_a_jetson():
+    with pytest.raises(ExportError, match="not supported on JetPack"):
+        _plan(TRT103, "fp16", hardware_compatibility="ampere+", integrated_gpu=True)
+    assert _plan(TRT103, "fp16", hardware_compatibility="ampere+", integrated_gpu=False).hardware_level == "AMPERE_PLUS"
 
 
 def test_dla_needs_reduced_precision_and_gets_gpu_fallback():
@@ -264,14 +218,14 @@ class FakeNetwork:
 
 
 def test_trt8_helper_sets_this_versions_flags_and_pins_head_layers_to_fp32():
-    trt = SimpleNamespace(**vars(TRT85), float32="float32")
+    trt = TRT85
     helper = Trt8Helper(trt, probe_api(trt), _plan(trt, "fp16"))
-    assert helper.network_flags() == 1 << TRT85.NetworkDefinitionCreationFlag.EXPLICIT_BATCH
     config = RecordingConfig()
     network = FakeNetwork(["/encoder/conv1/Conv", "/head/conv/Conv", "/head/sigmoid/Sigmoid", "/head/Mul", "/head/Mul_1", "/head/Mul_2"])
     head = ["/head/conv/Conv", "/head/sigmoid/Sigmoid", "/head/Mul"]
-    helper.set_precision(config, network, head, other_nodes={"/encoder/conv1/Conv", "/head/Mul_2"})
+    assert helper.set_precision(config, network, head, other_nodes=frozenset({"/encoder/conv1/Conv", "/head/Mul_2"})) == 4
     assert set(config.set) == {trt.BuilderFlag.FP16, trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS}
+    assert config.cleared == [trt.BuilderFlag.TF32]
     pinned = [layer.name for layer in network.layers if layer.precision == "float32"]
     # /head/Mul_1 is a second layer of the /head/Mul node; /head/Mul_2 is another ONNX node
     assert pinned == ["/head/conv/Conv", "/head/sigmoid/Sigmoid", "/head/Mul", "/head/Mul_1"]
@@ -280,9 +234,9 @@ def test_trt8_helper_sets_this_versions_flags_and_pins_head_layers_to_fp32():
 
 def test_trt11_helper_touches_no_precision_flag():
     helper = Trt11Helper(TRT11, probe_api(TRT11), _plan(TRT11, "fp32"))
-    assert helper.network_flags() == 0
     config = RecordingConfig()
-    helper.set_precision(config, network=FakeNetwork(["/head/Mul"]), head=["/head/Mul"])
+    network = FakeNetwork(["/head/Mul"])
+    assert helper.set_precision(config, network, pinned=["/head/Mul"]) == 0 and network.layers[0].precision is None
     assert config.cleared == [TRT11.BuilderFlag.TF32] and config.set == []
 
 

@@ -1,7 +1,10 @@
-"""Real TensorRT builds: engines run and agree with ONNX Runtime (skipped without TensorRT + GPU)."""
+"""Real TensorRT builds: engines run and agree with ONNX Runtime (skipped without TensorRT + GPU).
+
+Engines are run here with TensorRT's own API (not the runtime backend, which has its own tests),
+on device memory from :mod:`edgedepth.trt.memory`.
+"""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +12,13 @@ import pytest
 
 from edgedepth.errors import ExportError
 from edgedepth.io import sha256_file
-from edgedepth.export import engine_meta
 from edgedepth.export.probes import probe_batch, probe_batches
-from edgedepth.export.trt_build import build_engine, import_tensorrt
-from edgedepth.export.trt_compat import probe_api
+from edgedepth.export.trt_build import build_engine
 from edgedepth.export.verify import abs_rel, cpu_session, run_session
+from edgedepth.trt.generation import probe_api
+from edgedepth.trt.imports import import_tensorrt
+from edgedepth.trt.memory import open_cuda_memory
+from edgedepth.trt.sidecar import read_sidecar
 
 from export_testing import SPEC
 
@@ -22,48 +27,31 @@ FP32_BUDGET = 1e-3 * SPEC.max_depth  # TensorRT picks other kernels than ORT: 1 
 FP16_ABSREL_BUDGET = 2e-3
 
 
-def _cudart():
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    pytest.skip("cuda-python is not installed")
-
-
-def _check(result):
-    err = result[0] if isinstance(result, tuple) else result
-    assert int(err) == 0, f"CUDA error {err}"
-    return result[1] if isinstance(result, tuple) and len(result) > 1 else None
-
-
 def run_engine(engine_path: Path, batch: np.ndarray) -> np.ndarray:
     """Deserialize, run once with the name-based API (8.5+), return the output as float32."""
-    trt, cudart = import_tensorrt(), _cudart()
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
-    assert engine is not None, "deserialize_cuda_engine returned None"
-    context = engine.create_execution_context()
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    (inp,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    (out,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-    assert context.set_input_shape(inp, batch.shape)
-    host_in = np.ascontiguousarray(batch.astype(trt.nptype(engine.get_tensor_dtype(inp))))
-    host_out = np.empty(tuple(context.get_tensor_shape(out)), trt.nptype(engine.get_tensor_dtype(out)))
-    d_in, d_out = _check(cudart.cudaMalloc(host_in.nbytes)), _check(cudart.cudaMalloc(host_out.nbytes))
-    stream = _check(cudart.cudaStreamCreate())
-    try:
-        _check(cudart.cudaMemcpy(d_in, host_in.ctypes.data, host_in.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
-        context.set_tensor_address(inp, int(d_in))
-        context.set_tensor_address(out, int(d_out))
-        assert context.execute_async_v3(int(stream))
-        _check(cudart.cudaStreamSynchronize(stream))
-        _check(cudart.cudaMemcpy(host_out.ctypes.data, d_out, host_out.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost))
-    finally:
-        cudart.cudaFree(d_in)
-        cudart.cudaFree(d_out)
-        cudart.cudaStreamDestroy(stream)
-    return host_out.astype(np.float32)
+    trt = import_tensorrt()
+    with open_cuda_memory() as cuda, cuda.activate():
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        assert engine is not None, "deserialize_cuda_engine returned None"
+        context = engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        (inp,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        (out,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        assert context.set_input_shape(inp, batch.shape)
+        host_in = cuda.pinned(batch.shape, trt.nptype(engine.get_tensor_dtype(inp)))
+        host_out = cuda.pinned(tuple(context.get_tensor_shape(out)), trt.nptype(engine.get_tensor_dtype(out)))
+        host_in[...] = batch
+        d_in, d_out = cuda.device(host_in.nbytes), cuda.device(host_out.nbytes)
+        context.set_tensor_address(inp, d_in)
+        context.set_tensor_address(out, d_out)
+        cuda.copy_to_device_async(d_in, host_in)
+        assert context.execute_async_v3(cuda.stream_handle)
+        cuda.copy_to_host_async(host_out, d_out)
+        cuda.synchronize()
+        result = host_out.astype(np.float32)
+        del context, engine, runtime
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +65,19 @@ def test_fp32_engine_matches_onnx_runtime_and_has_provenance(static_onnx, tmp_pa
     session = cpu_session(static_onnx)
     for name, batch in probe_batches(SPEC, seed=5):
         assert np.max(np.abs(run_engine(out, batch) - run_session(session, batch))) <= FP32_BUDGET, name
-    sidecar = engine_meta.read_sidecar(out)
-    assert sidecar["tensorrt_version"] == api.version and sidecar["precision"] == "fp32"
-    assert sidecar["source_onnx"]["sha256"] == sha256_file(static_onnx)
-    assert sidecar["engine_sha256"] == sha256_file(out) and result.cache_hit is False
+    sidecar = read_sidecar(out)
+    assert sidecar.tensorrt_version == api.version and sidecar.precision == "fp32"
+    assert sidecar.source_onnx["sha256"] == sha256_file(static_onnx)
+    assert sidecar.engine_sha256 == sha256_file(out) and result.cache_hit is False
+    assert sidecar.build_options.cleared_flags == ("TF32",) and sidecar.gpu.machine
 
 
 def test_fp16_engine_within_budget_on_this_generations_route(static_onnx, fp16_onnx, tmp_path, api):
     source = fp16_onnx if api.generation == "11" else static_onnx
     out = tmp_path / "fp16.engine"
     build_engine(source, out, precision="fp16", log=lambda _: None)
+    options = read_sidecar(out).build_options
+    assert bool(options.fp32_nodes) == (api.generation != "11") and "TF32" in options.cleared_flags  # head pinned (weak typing)
     session = cpu_session(static_onnx)
     for name, batch in probe_batches(SPEC, seed=6):  # extremes included
         got = run_engine(out, batch)
@@ -99,7 +90,7 @@ def test_fp16_onnx_builds_strongly_typed_from_10_on(fp16_onnx, tmp_path, api):
         pytest.skip("TensorRT 8 has no strongly typed networks")
     out = tmp_path / "typed.engine"
     build_engine(fp16_onnx, out, precision="fp16", log=lambda _: None)
-    assert engine_meta.read_sidecar(out)["build_options"]["strongly_typed"] is True
+    assert read_sidecar(out).build_options.strongly_typed is True
 
 
 def test_tensorrt_11_refuses_fp16_from_an_fp32_onnx(static_onnx, tmp_path, api):
@@ -129,4 +120,29 @@ def test_cache_and_timing_cache_make_the_second_build_a_copy(static_onnx, tmp_pa
     second = build_engine(static_onnx, tmp_path / "b.engine", precision="fp32", cache_dir=cache, timing_cache=timing, log=lambda _: None)
     assert second.cache_hit
     assert (tmp_path / "a.engine").read_bytes() == (tmp_path / "b.engine").read_bytes()
-    assert engine_meta.read_sidecar(tmp_path / "b.engine")["cache_key"] == first.sidecar["cache_key"]
+    assert read_sidecar(tmp_path / "b.engine").cache_key == first.sidecar.cache_key
+
+
+def test_an_onnx_the_installed_tensorrt_would_not_parse_is_refused_before_building(tmp_path, api):
+    """The conformance check runs for the installed TensorRT before the builder sees the graph."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Bernoulli", ["input"], ["coins"], name="coin"),
+             helper.make_node("Conv", ["coins", "w", "b"], ["logits"], name="head_conv"),
+             helper.make_node("Sigmoid", ["logits"], ["unit"], name="head_sigmoid"),
+             helper.make_node("Mul", ["unit", "scale"], ["depth"], name="head_mul")]
+    weights = [onnx.numpy_helper.from_array(rng.normal(0, 1, (1, 3, 1, 1)).astype(np.float32), "w"),
+               onnx.numpy_helper.from_array(np.zeros(1, np.float32), "b"),
+               onnx.numpy_helper.from_array(np.array(SPEC.max_depth, np.float32), "scale")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 96])],
+                              [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 1, 64, 96])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in SPEC.to_metadata_props().items():
+        model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "coin.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ExportError, match="would not parse on TensorRT .*coin: operator Bernoulli"):
+        build_engine(path, tmp_path / "coin.engine", precision="fp32", log=lambda _: None)
+    assert not (tmp_path / "coin.engine").exists()

@@ -17,14 +17,15 @@ def test_precision_comes_from_the_graph_not_the_file_name(artifacts, tmp_path):
 
 
 def test_engine_precision_and_spec_come_from_its_sidecar(artifacts, tmp_path):
-    from edgedepth.export.engine_meta import GpuInfo, engine_sidecar, write_sidecar
     from edgedepth.export.onnx_info import read_spec
+    from edgedepth.trt.platform import GpuInfo
+    from edgedepth.trt.sidecar import BuildOptions, EngineSidecar, write_sidecar
 
     engine = tmp_path / "model.fp16.engine"  # the name says fp16; the sidecar says int8
     engine.write_bytes(b"not a real plan: describe_artifact never deserialises it")
     spec = read_spec(artifacts["int8"])
-    sidecar = engine_sidecar(spec, "10.3.0", "10", GpuInfo("Orin", "8.7"), "int8", {"input": {"static": [1, 3, 64, 96]}},
-                             artifacts["int8"], "0" * 64, {}, 12.0, "1" * 64, "key")
+    sidecar = EngineSidecar(spec, "10.3.0", "10", GpuInfo("Orin", "8.7"), "int8", {"input": {"static": [1, 3, 64, 96]}},
+                            {"name": artifacts["int8"].name, "sha256": "0" * 64}, BuildOptions("int8"), 12.0, "1" * 64, "key")
     write_sidecar(engine, sidecar)
     described = describe_artifact(str(engine))
     assert (described.kind, described.precision) == ("tensorrt", "int8")

@@ -29,10 +29,14 @@ class TinyModel:
 
 
 def build_tiny_onnx(path: Path, height: int = 64, width: int = 96, dynamic: bool = False, max_depth: float = 10.0,
-                    seed: int = 0, with_spec: bool = True) -> TinyModel:
-    """Write a 1x1-conv -> sigmoid -> x max_depth ONNX depth model carrying a ModelSpec."""
+                    seed: int = 0, with_spec: bool = True, fp16_io: bool = False) -> TinyModel:
+    """Write a 1x1-conv -> sigmoid -> x max_depth ONNX depth model carrying a ModelSpec
+    (``fp16_io``: the whole graph, inputs and outputs included, in FP16, as AutoCast writes with
+    ``keep_io_types=False``)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    dtype, elem = (np.float16, TensorProto.FLOAT16) if fp16_io else (np.float32, TensorProto.FLOAT)
 
     rng = np.random.default_rng(seed)
     weight = rng.normal(0.0, 0.5, 3).astype(np.float32)
@@ -45,15 +49,15 @@ def build_tiny_onnx(path: Path, height: int = 64, width: int = 96, dynamic: bool
         helper.make_node("Mul", ["unit", "scale"], ["depth"]),
     ]
     initializers = [
-        numpy_helper.from_array(weight.reshape(1, 3, 1, 1), "w"),
-        numpy_helper.from_array(np.array([bias], dtype=np.float32), "b"),
-        numpy_helper.from_array(np.array(max_depth, dtype=np.float32), "scale"),
+        numpy_helper.from_array(weight.reshape(1, 3, 1, 1).astype(dtype), "w"),
+        numpy_helper.from_array(np.array([bias], dtype=dtype), "b"),
+        numpy_helper.from_array(np.array(max_depth, dtype=dtype), "scale"),
     ]
     graph = helper.make_graph(
         nodes,
         "tiny_depth",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, dims_h, dims_w])],
-        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [batch, 1, dims_h, dims_w])],
+        [helper.make_tensor_value_info("input", elem, [batch, 3, dims_h, dims_w])],
+        [helper.make_tensor_value_info("depth", elem, [batch, 1, dims_h, dims_w])],
         initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -82,6 +86,11 @@ def moving_frames(count: int, width: int, height: int) -> List[np.ndarray]:
 @pytest.fixture
 def tiny_model(tmp_path: Path) -> TinyModel:
     return build_tiny_onnx(tmp_path / "tiny.onnx")
+
+
+@pytest.fixture
+def tiny_fp16_io_model(tmp_path: Path) -> TinyModel:
+    return build_tiny_onnx(tmp_path / "tiny_fp16_io.onnx", fp16_io=True, seed=2)
 
 
 @pytest.fixture
