@@ -22,6 +22,10 @@ if command -v depth-calib >/dev/null; then
   depth-calib --onnx "$RUN/model.onnx" --data configs/demo.yaml --num-images 64 --output "$RUN/model.int8.onnx"
 fi
 
+echo "== 4b. will TensorRT parse them? JetPack 5 (8.5), 6.0 (8.6), 6.1+ (10.3), 7 (10.16), 11 -- no TensorRT needed"
+depth-export check "$RUN/model.onnx" --trt-version 8.5 8.6 10.3 10.16 11
+[ -f "$RUN/model.int8.onnx" ] && depth-export check "$RUN/model.int8.onnx"   # its target: this TensorRT, else 10
+
 if command -v depth-parity >/dev/null; then
   echo "== 5. parity: every artifact against the PyTorch checkpoint"
   candidates=("$RUN/model.onnx" "$RUN/model.fp16.onnx")
