@@ -26,7 +26,7 @@ For each generation the JSON holds::
 
 The package data ``export/data/tensorrt_onnx_operators.json`` is made, from the repository root, by::
 
-    S=/work/shared/reference/onnx-tensorrt-operators D=export/data/onnx-tensorrt-operators
+    S=../shared/reference/onnx-tensorrt-operators D=export/data/onnx-tensorrt-operators
     T=onnx/onnx-tensorrt
     python scripts/extract_trt_operator_tables.py export/data/tensorrt_onnx_operators.json \\
       "8.5=$S/8.5.md@$T@fdeeaca87ad2eef316aafb016e1822502f383eea:docs/operators.md (branch 8.5-GA)" \\
@@ -39,7 +39,7 @@ The package data ``export/data/tensorrt_onnx_operators.json`` is made, from the 
       "10.16=$D/10.16.md@$T@6bde6596eca84abf9afe9b4d21c18c32800fd3ad:docs/operators.md (NVIDIA/TensorRT v10.16 parsers/onnx)" \\
       "11.1=$D/11.1.md@$T@7c51a63a719180eb5160c874c111746f3fb46a6b:docs/operators.md (NVIDIA/TensorRT v11.1 parsers/onnx)"
 
-(``/work/shared`` is the steering checkout's shared folder; the later files are in the repository.)
+(``../shared`` sits beside the repository; the later files are in the repository.)
 """
 from __future__ import annotations
 
