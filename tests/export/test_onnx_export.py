@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import ExportError, SpecError
 from edgedepth.io import sha256_file

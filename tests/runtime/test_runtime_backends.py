@@ -17,7 +17,7 @@ from edgedepth.runtime.backend import Backend, accepted_types, open_backend, res
 from edgedepth.runtime.ort_backend import PROVIDER_PREFERENCE, select_providers
 from edgedepth.spec import ModelSpec
 
-HAS_CHECKPOINT_API = importlib.util.find_spec("edgedepth.training.checkpoint") is not None
+HAS_CHECKPOINT_API = importlib.util.find_spec("torch") is not None  # edgedepth.training imports torch
 
 
 def _pytorch_checkpoint(tmp_path: Path) -> Path:

@@ -1,6 +1,8 @@
 """Config loading: shipped configs, _base_ chains, overrides, validation messages."""
 import pytest
 
+pytest.importorskip("torch", reason="needs torch (the train extra): edgedepth.training imports it")
+
 from edgedepth.errors import ConfigError
 from edgedepth.training.config import (
     config_hash,

@@ -8,7 +8,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import ConfigError, DataError
 from edgedepth.spec import ModelSpec

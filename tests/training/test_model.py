@@ -5,7 +5,7 @@ import urllib.error
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import CheckpointError, ConfigError, SpecError
 from edgedepth.spec import ModelSpec

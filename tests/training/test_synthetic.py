@@ -8,6 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
+pytest.importorskip("torch", reason="needs torch (the train extra): edgedepth.training imports it")
+
 from edgedepth.errors import DataError
 from edgedepth.training.config import DataConfig, SyntheticConfig
 from edgedepth.training.data import synthetic

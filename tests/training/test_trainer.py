@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import CheckpointError
 from edgedepth.training.checkpoint import read_checkpoint
