@@ -10,8 +10,11 @@
 # come with the machine are used as they are; everything else is installed from scripts/wheels/
 # when that folder exists (--no-index), else from the index. Then every gpu/tensorrt test runs
 # with EDGEDEPTH_REQUIRE_GPU=1: a missing GPU or CUDA binding fails instead of skipping.
+# When the machine has no CUDA Python binding, the cuda-python matching the driver's CUDA major
+# (from nvidia-smi, or CUDA_MAJOR) is installed too.
 # Environment: VENV (default .venv-gpu), WHEELS (default scripts/wheels), PYVER for `wheels`
-# (default: this python's), EXTRAS (default train,export,runtime,calib,dev).
+# (default: this python's), ARCH for `wheels` (default x86_64; aarch64 for a Jetson), CUDA_MAJOR (default: nvidia-smi's, else 13), EXTRAS (default
+# train,export,runtime,calib,dev).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv-gpu}
@@ -34,12 +37,19 @@ print("\n".join(sorted({r for r in wanted if not r.startswith("torch")} | {"setu
 EOF
 }
 
+cuda_extra() {
+  # The tensorrt-* extra whose cuda-python matches this driver (CUDA_MAJOR overrides: 11, 12, 13).
+  local major=${CUDA_MAJOR:-$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\).*/\1/p' | head -1)}
+  case "$major" in 11) echo tensorrt-jp5 ;; 12) echo tensorrt-cu12 ;; *) echo tensorrt-cu13 ;; esac
+}
+
 if [ "${1:-}" = "wheels" ]; then
   PYVER=${PYVER:-$(python3 -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')}
+  ARCH=${ARCH:-x86_64}  # the GPU machine's: aarch64 for a Jetson
   mkdir -p "$WHEELS"
-  requirements > "$WHEELS/requirements.txt"
+  EXTRAS="$EXTRAS,$(cuda_extra)" requirements > "$WHEELS/requirements.txt"
   python3 -m pip download -q -d "$WHEELS" --only-binary=:all: --python-version "$PYVER" \
-    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform "manylinux_2_28_$ARCH" --platform "manylinux2014_$ARCH" --platform "manylinux_2_17_$ARCH" \
     -r "$WHEELS/requirements.txt"
   echo "wheels for Python $PYVER in $WHEELS ($(ls "$WHEELS" | wc -l) files)"
   exit 0
@@ -57,6 +67,13 @@ requirements > "$VENV/requirements.txt"
 "$VENV/bin/python" -m pip install -q "${FIND[@]}" -r "$VENV/requirements.txt"
 "$VENV/bin/python" -m pip install -q "${FIND[@]}" --no-build-isolation --no-deps -e .
 touch "$VENV/.edgedepth-installed"  # `make` then takes this venv as set up
+
+# No CUDA Python binding on the machine: install the cuda-python of the driver's CUDA major
+# (nvidia-smi prints "CUDA Version: 12.4"), never a newer one (it would need a newer driver).
+if ! "$VENV/bin/python" -c "import sys, edgedepth.trt.memory as m; sys.exit(0 if m.available_libraries() else 1)"; then
+  EXTRAS=$(cuda_extra) requirements > "$VENV/cuda-requirements.txt"
+  "$VENV/bin/python" -m pip install -q "${FIND[@]}" -r "$VENV/cuda-requirements.txt"
+fi
 
 "$VENV/bin/python" - <<'EOF'
 from edgedepth.trt import imports, memory
