@@ -44,7 +44,8 @@ def test_wheel_holds_every_subpackage_and_config(wheel):
         assert f"edgedepth/configs/{config}.yaml" in names
     assert "edgedepth/configs/parity/budget.yaml" in names
     assert "edgedepth/export/data/tensorrt_onnx_operators.json" in names  # the conformance check's tables
-    assert not any(name.startswith(("training/", "export/", "tests/")) for name in names), "stage folders are mapped, not top level"
+    assert not any(name.startswith(("training/", "export/", "calib/", "runtime/", "parity/", "tests/")) for name in names), \
+        "stage folders are mapped, not top level"
 
 
 @pytest.mark.slow
@@ -91,6 +92,22 @@ def test_exactly_one_module_imports_tensorrt_pycuda_or_cuda():
     offenders = {str(path.relative_to(REPO)): _device_imports(path) for path in sources}
     offenders = {path: lines for path, lines in offenders.items() if lines}
     assert set(offenders) == {"edgedepth/trt/imports.py"}, offenders
+
+
+STAGES = ("edgedepth.training", "edgedepth.export", "edgedepth.calib", "edgedepth.runtime", "edgedepth.parity")
+
+
+def test_the_core_imports_no_stage_package_not_even_inside_a_function():
+    """Layering (DESIGN.md): stages import the core, parity imports stages, the core imports no stage."""
+    import ast
+
+    offenders = []
+    for path in (REPO / "edgedepth").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            offenders += [f"{path.relative_to(REPO)}:{node.lineno} {name}" for name in names if name.startswith(STAGES)]
+    assert offenders == []
 
 
 def test_the_device_package_imports_no_device_module_until_asked():
