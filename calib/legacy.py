@@ -6,9 +6,10 @@ but JetPack 5 (TensorRT 8.5) and 6 (8.6 / 10.3) users still build INT8 engines w
 
 The calibrator is the thin adapter of :mod:`edgedepth.trt.calibrator`: the calibration images come
 from the same calibration set as the Q/DQ path (same sampling, same preprocessing); device memory
-comes from :mod:`edgedepth.trt.memory` (cuda-python, or pycuda with push/pop in any thread). The cache TensorRT writes says nothing about the model it belongs
-to, so a JSON key file travels with it (``model.calib`` -> ``model.calib.json``): the FP32 ONNX's
-sha256, the preprocessing hash, the input shape and the algorithm. A cache whose key differs
+comes from :mod:`edgedepth.trt.memory` (cuda-python, or pycuda with push/pop in any thread).
+The cache TensorRT writes says nothing about the model it belongs to, so a JSON key file travels
+with it (``model.calib`` -> ``model.calib.json``): the FP32 ONNX's sha256, the preprocessing hash,
+the input shape and the algorithm. A cache whose key differs
 (re-exported model, other input size or normalisation) or that has no key file is refused with a
 message naming the difference: a stale cache silently gives a wrong engine.
 
@@ -238,7 +239,8 @@ def create_calibrator(
         write_cache(cache_path, key, data, dict(stored, calibration_batches=feeder.served))
 
     calibrator = trt_calibrator.create_calibrator(
-        trt, key.algorithm, feeder, key.input_shape[0], lambda: read_cache(cache_path, key), write, lambda: open_cuda_memory(),
+        trt, key.algorithm, feeder, key.input_shape[0], lambda: read_cache(cache_path, key), write,
+        lambda: open_cuda_memory(),  # looked up when TensorRT first asks for a batch, not now
     )
     calibrator.feeder, calibrator.key, calibrator.cache_path = feeder, key, Path(cache_path)
     return calibrator

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -403,6 +404,7 @@ def calibrate(request: CalibrationRequest, log: Log = print) -> CalibrationRepor
     trt_target = resolved_target(request) if request.output else None
     if trt_target is not None:  # a source the target cannot parse would fail after all the work
         conformance.require_conformance(request.onnx, trt_target, f"the FP32 ONNX {request.onnx}")
+        request = dataclasses.replace(request, trt_version=trt_target)  # resolved once
     report = _new_report(request)
     cset = calibration_set(request, spec, need_held_out=bool(request.output), log=log)
     report.images, report.warnings = cset.summary(), list(cset.warnings)

@@ -155,13 +155,14 @@ def run_engine(args) -> None:
 
 def run_check(args) -> int:
     """Print each violation on one line; 1 when there is any, 0 when the graph conforms everywhere asked."""
-    from edgedepth.export.conformance import check_graph, table_for
+    from edgedepth.export.conformance import check_graph, load_graph, table_for
     from edgedepth.trt.generation import default_target
 
     targets = args.trt_version or [default_target()]
+    graph = load_graph(args.onnx)
     found = 0
     for target in targets:
-        violations = check_graph(args.onnx, target)
+        violations = check_graph(graph, target)
         for violation in violations:
             print(f"{args.onnx}: {target.label}: {violation.line()}")
         if not violations:

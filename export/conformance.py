@@ -291,11 +291,16 @@ def _weight_axis_rule(graph: Graph, node: Any, scale: np.ndarray, target: TrtTar
                         "one scale per channel along the axis", "re-quantize the weights")
 
 
+def load_graph(model_or_path: Any) -> Graph:
+    """The facts of an ONNX (path or model) once, for checking it against several targets."""
+    return model_or_path if isinstance(model_or_path, Graph) else Graph(onnx_info.load_model(model_or_path))
+
+
 def check_graph(model_or_path: Any, target: TrtTarget) -> List[Violation]:
-    """Every violation of ``target``'s rules in the graph (empty when it should parse)."""
-    model = onnx_info.load_model(model_or_path)
-    table = table_for(target)
-    graph = Graph(model)
+    """Every violation of ``target``'s rules in the graph (a path, a model or a :func:`load_graph`
+    result; empty when it should parse)."""
+    graph = load_graph(model_or_path)
+    model, table = graph.model, table_for(target)
     found = list(_opset_rule(model, table, target))
     for node in model.graph.node:
         found.extend(_operator_rule(graph, node, table, target))
@@ -317,5 +322,5 @@ def require_conformance(model_or_path: Any, target: TrtTarget, what: str) -> Non
 
 def summary(model_or_path: Any, targets: Sequence[TrtTarget]) -> Dict[str, List[str]]:
     """``{"8.6": [violation lines], ...}`` for several targets (report sections)."""
-    model = onnx_info.load_model(model_or_path)
-    return {str(target): [violation.line() for violation in check_graph(model, target)] for target in targets}
+    graph = load_graph(model_or_path)
+    return {str(target): [violation.line() for violation in check_graph(graph, target)] for target in targets}

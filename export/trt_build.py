@@ -361,17 +361,16 @@ def _calibration(api: TrtApi, onnx_path, calib_cache, calibrator, log: Log) -> C
     """
     if calibrator is not None or not calib_cache:
         return Calibration(calibrator)
-    from edgedepth.calib.legacy import build_int8_calibrator, verify_cache_for_onnx
+    from edgedepth.calib.legacy import build_int8_calibrator, read_key_file
 
     path = Path(calib_cache)
     if not path.is_file():
         raise ExportError(f"calibration cache {path} not found: make one with `depth-calib --cache`")
     parse_calibration_cache_header(path.read_bytes())
-    key_file = verify_cache_for_onnx(onnx_path, path)
+    built = build_int8_calibrator(onnx_path, path)  # refuses a stale or foreign cache
+    key_file = read_key_file(path)
     _warn_other_major(api, key_file, path, log)
-    kept = tuple(key_file.get("higher_precision_nodes") or ())
-    built = build_int8_calibrator(onnx_path, path) if api.calibrator else None
-    return Calibration(built, sha256_file(path), kept)
+    return Calibration(built, sha256_file(path), tuple(key_file.get("higher_precision_nodes") or ()))
 
 
 def _warn_other_major(api: TrtApi, key_file: Dict[str, Any], path: Path, log: Log) -> None:
