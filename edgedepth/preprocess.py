@@ -6,6 +6,7 @@ give the same tensor.
 """
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -14,7 +15,7 @@ from edgedepth.errors import EdgeDepthError
 from edgedepth.spec import ModelSpec
 
 
-def import_cv2():
+def import_cv2() -> ModuleType:
     """Import OpenCV or raise a message that says how to install it without breaking a Jetson."""
     try:
         import cv2

@@ -11,7 +11,7 @@ TensorRT 10.1 deprecated the calibrator API and 11.0 removed it.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Protocol
+from typing import Any, Callable, List, Optional, Protocol, cast
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from edgedepth.trt.memory import CudaMemory, open_cuda_memory
 CALIBRATOR_CLASSES = {"entropy": "IInt8EntropyCalibrator2", "minmax": "IInt8MinMaxCalibrator"}
 
 
-def calibrator_base(trt: Any, algorithm: str) -> type:
+def calibrator_base(trt: Any, algorithm: str) -> Any:
     """The TensorRT calibrator class for ``algorithm``; DeviceError on TensorRT 11+."""
     name = CALIBRATOR_CLASSES[algorithm]
     base = getattr(trt, name, None)
@@ -60,6 +60,7 @@ def create_calibrator(
     base = calibrator_base(trt, algorithm)
     version = str(getattr(trt, "__version__", "?"))
 
+    # The base is chosen at run time (the algorithm's TensorRT class), which mypy cannot follow.
     class EdgeDepthCalibrator(base):  # type: ignore[misc, valid-type]
         """TensorRT calibrator over edgedepth calibration batches."""
 
@@ -81,8 +82,9 @@ def create_calibrator(
                 if batch is None:
                     if self.cache_served and self.source.served == 0:
                         raise DeviceError(
-                            f"TensorRT {version} did not accept the calibration cache and asked for images, but there are "
-                            "none: the cache was written by another TensorRT; recalibrate on this one with `depth-calib --cache`"
+                            f"TensorRT {version} did not accept the calibration cache and asked for images, "
+                            "but there are none: the cache was written by another TensorRT; "
+                            "recalibrate on this one with `depth-calib --cache`"
                         )
                     return None
                 return [self._upload(batch)] * len(names)
@@ -94,9 +96,10 @@ def create_calibrator(
             if self.memory is None:
                 self.memory = memory_factory()
                 self.device_pointer = self.memory.device(batch.nbytes)
-            self.memory.copy_to_device_async(self.device_pointer, np.ascontiguousarray(batch))
+            pointer = cast(int, self.device_pointer)  # allocated together with self.memory
+            self.memory.copy_to_device_async(pointer, np.ascontiguousarray(batch))
             self.memory.synchronize()
-            return int(self.device_pointer)
+            return int(pointer)
 
         def read_calibration_cache(self) -> Optional[bytes]:
             try:

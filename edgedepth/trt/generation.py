@@ -21,7 +21,9 @@ from edgedepth.errors import DeviceError
 
 GENERATIONS = ("8", "10", "11")
 #: Builder hardware-compatibility levels: our option name -> TensorRT enum member.
-HARDWARE_COMPATIBILITY = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
+HARDWARE_COMPATIBILITY = {
+    "none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"
+}
 
 
 def parse_version(text: str) -> Tuple[int, int]:

@@ -17,7 +17,7 @@ def make_logger(trt: Any, log: Log, verbose: bool = False) -> Any:
     severity = trt.ILogger.Severity
     errors = (severity.INTERNAL_ERROR, severity.ERROR)
 
-    class CollectingLogger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class CollectingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)  # pybind11 trampolines need the base constructor called explicitly
             self.errors: List[str] = []

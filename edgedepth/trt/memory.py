@@ -261,8 +261,9 @@ class PyCudaMemory(CudaMemory):
         for index, array in enumerate(self._pinned):
             if array is host:
                 del self._pinned[index]
+                allocation: Any = array.base  # pycuda's page-locked host allocation owns the array
                 with self.activate():
-                    array.base.free()
+                    allocation.free()
                 return
 
     def free_device(self, device_ptr: int) -> None:
@@ -289,7 +290,8 @@ def requested_library(library: Optional[str] = None) -> Optional[str]:
     """``library``, else ``$EDGEDEPTH_CUDA_LIBRARY``, else None (automatic); checked against :data:`LIBRARIES`."""
     chosen = library or os.environ.get(LIBRARY_ENV) or None
     if chosen is not None and chosen not in LIBRARIES:
-        raise DeviceError(f"CUDA library {chosen!r} (from {'the argument' if library else LIBRARY_ENV}) is unknown: use one of {', '.join(LIBRARIES)}")
+        origin = "the argument" if library else LIBRARY_ENV
+        raise DeviceError(f"CUDA library {chosen!r} (from {origin}) is unknown: use one of {', '.join(LIBRARIES)}")
     return chosen
 
 

@@ -90,4 +90,7 @@ def query_gpu(device: int = 0) -> GpuInfo:
             return query(device)
         except Exception as exc:  # noqa: BLE001 - any failure of one library hands over to the next
             failures.append(f"{library}: {exc}")
-    raise DeviceError(f"cannot query CUDA device {device} ({'; '.join(failures)}): is the NVIDIA driver loaded? If it is, {imports.CUDA_HINT}")
+    raise DeviceError(
+        f"cannot query CUDA device {device} ({'; '.join(failures)}): is the NVIDIA driver loaded? "
+        f"If it is, {imports.CUDA_HINT}"
+    )

@@ -58,7 +58,9 @@ class BuildOptions:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BuildOptions":
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {key: tuple(value) if isinstance(value, list) else value for key, value in data.items() if key in known}
+        values: Dict[str, Any] = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in data.items() if key in known
+        }
         return cls(**values)
 
 
@@ -131,13 +133,20 @@ class EngineSidecar:
 def _check_format(data: Any, where: str) -> None:
     if not isinstance(data, Mapping) or data.get("format") != SIDECAR_FORMAT:
         found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
-        raise ExportError(f"{where} is not an edgedepth engine sidecar (format {found!r}); rebuild the engine with `depth-export engine`")
+        raise ExportError(
+            f"{where} is not an edgedepth engine sidecar (format {found!r}); "
+            "rebuild the engine with `depth-export engine`"
+        )
     try:
         version = int(data.get("format_version", 0))
     except (TypeError, ValueError) as exc:
-        raise ExportError(f"{where} has format_version {data.get('format_version')!r}, not a number; rebuild the engine") from exc
+        found = data.get("format_version")
+        raise ExportError(f"{where} has format_version {found!r}, not a number; rebuild the engine") from exc
     if version > SIDECAR_FORMAT_VERSION:
-        raise ExportError(f"{where} has sidecar format {version}; this edgedepth reads up to {SIDECAR_FORMAT_VERSION}: upgrade edgedepth")
+        raise ExportError(
+            f"{where} has sidecar format {version}; "
+            f"this edgedepth reads up to {SIDECAR_FORMAT_VERSION}: upgrade edgedepth"
+        )
 
 
 def sidecar_path(engine_path: PathLike) -> Path:
@@ -164,7 +173,9 @@ def read_sidecar(engine_path: PathLike) -> EngineSidecar:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{path} is not readable JSON ({exc}); rebuild the engine with `depth-export engine`") from exc
+        raise ExportError(
+            f"{path} is not readable JSON ({exc}); rebuild the engine with `depth-export engine`"
+        ) from exc
     return EngineSidecar.from_dict(data, str(path))
 
 
@@ -190,8 +201,8 @@ def _version_problem(built: str, running: str, version_compatible: bool) -> Opti
         if later and (built_release[:1] + running_release[:1]) in _VERSION_COMPATIBLE_STEPS:
             return None
         return (
-            f"the version-compatible engine was built with TensorRT {built}, which {running} cannot run (such engines run "
-            "on the same or a later TensorRT, one major step at most: 8->9, 8->10, 9->10, 10->11)"
+            f"the version-compatible engine was built with TensorRT {built}, which {running} cannot run "
+            "(such engines run on the same or a later TensorRT, one major step at most: 8->9, 8->10, 9->10, 10->11)"
         )
     return f"the engine was built with TensorRT {built} but this machine has {running}"
 
@@ -200,11 +211,14 @@ def _platform_problem(built: GpuInfo, running: GpuInfo) -> Optional[str]:
     """Plans never move across CPU architectures, operating systems, or between Jetson and desktop."""
     for label, was, now in (("CPU architecture", built.machine, running.machine), ("OS", built.system, running.system)):
         if was and now and was != now:
-            return f"the engine was built on {was} and this machine is {now} ({label}); TensorRT plans are not portable across platforms"
+            return (
+                f"the engine was built on {was} and this machine is {now} ({label}); "
+                "TensorRT plans are not portable across platforms"
+            )
     if built.integrated is not None and running.integrated is not None and built.integrated != running.integrated:
         return (
-            f"the engine was built for a {built.platform_label} and this is a {running.platform_label}; TensorRT plans are "
-            "not portable between Jetson and desktop GPUs"
+            f"the engine was built for a {built.platform_label} and this is a {running.platform_label}; "
+            "TensorRT plans are not portable between Jetson and desktop GPUs"
         )
     return None
 
@@ -223,8 +237,8 @@ def _gpu_problem(built: GpuInfo, hardware: str, running: GpuInfo) -> Optional[st
         if _compute(running.compute_capability) >= (8, 0) and running.integrated is not True:
             return None
         return (
-            f"the engine was built hardware-compatible for discrete Ampere and newer GPUs (compute 8.0+, not Jetson) but "
-            f"this GPU is {running.name} (compute {running.compute_capability})"
+            "the engine was built hardware-compatible for discrete Ampere and newer GPUs (compute 8.0+, not Jetson) "
+            f"but this GPU is {running.name} (compute {running.compute_capability})"
         )
     if built.compute_capability != running.compute_capability:
         return (
@@ -267,7 +281,8 @@ def check_compatible(sidecar: EngineSidecar, trt_version: str, gpu: GpuInfo, eng
     if sidecar.gpu.name.strip().lower() != gpu.name.strip().lower():
         return [
             f"engine {engine_path} was built on {sidecar.gpu.name} and runs on {gpu.name} (same compute "
-            f"{gpu.compute_capability}): it loads, but its kernels were tuned for the other GPU; for best speed `{rebuild}`"
+            f"{gpu.compute_capability}): it loads, but its kernels were tuned for the other GPU; "
+            f"for best speed `{rebuild}`"
         ]
     return []
 
@@ -277,4 +292,7 @@ def deserialize_failure_message(engine_path: PathLike, log_lines: List[str], sid
     errors = [line for line in log_lines if line.strip()]
     reason = errors[-1] if errors else "TensorRT logged no reason"
     fix = f"rebuild it: `{rebuild_command(sidecar, engine_path)}`" if sidecar else "rebuild it with depth-export engine"
-    return f"TensorRT could not deserialise {engine_path} ({reason}); the file is damaged or its sidecar does not match it: {fix}"
+    return (
+        f"TensorRT could not deserialise {engine_path} ({reason}); "
+        f"the file is damaged or its sidecar does not match it: {fix}"
+    )
