@@ -103,7 +103,8 @@ def pre_post_ms(model: Path, frames: List[np.ndarray], threads: int) -> Dict[str
             pre.append(middle - start)
             infer.append(after - middle)
             post.append(end - after)
-    return {key: 1000 * statistics.fmean(values) for key, values in (("preprocess", pre), ("postprocess", post), ("infer", infer))}
+    stages = (("preprocess", pre), ("postprocess", post), ("infer", infer))
+    return {key: 1000 * statistics.fmean(values) for key, values in stages}
 
 
 def run(args: argparse.Namespace, folder: Path) -> Dict[str, Any]:
@@ -130,10 +131,14 @@ def run(args: argparse.Namespace, folder: Path) -> Dict[str, Any]:
         "ratio_depth_run_to_bare": round(max(headless) / max(bare), 3),
         "ratio_of_medians": round(statistics.median(headless) / statistics.median(bare), 3),
         "target_ratio": 0.95,
-        "depth_run_with_outputs": {"fps": with_outputs["fps"], "stages_ms_mean": {k: v["mean"] for k, v in stages.items()}},
+        "depth_run_with_outputs": {
+            "fps": with_outputs["fps"], "stages_ms_mean": {k: v["mean"] for k, v in stages.items()}
+        },
         "pre_post_ms_isolated": {k: round(v, 3) for k, v in isolated.items()},
         "pre_post_fraction_of_infer": round((isolated["preprocess"] + isolated["postprocess"]) / isolated["infer"], 4),
-        "pre_post_fraction_in_depth_run": round((stages["preprocess"]["mean"] + stages["postprocess"]["mean"]) / stages["infer"]["mean"], 4),
+        "pre_post_fraction_in_depth_run": round(
+            (stages["preprocess"]["mean"] + stages["postprocess"]["mean"]) / stages["infer"]["mean"], 4
+        ),
         "target_pre_post_fraction": 0.05,
         "environment": environment(),
     }

@@ -17,7 +17,9 @@ def timed_ms(run: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def interleaved_times(runners: Dict[str, Callable[[], object]], repetitions: int, warmup: int) -> Dict[str, List[float]]:
+def interleaved_times(
+    runners: Dict[str, Callable[[], object]], repetitions: int, warmup: int
+) -> Dict[str, List[float]]:
     """Per runner, ``repetitions`` timings (ms) taken in rotating order after ``warmup`` calls each."""
     for run in runners.values():
         for _ in range(warmup):

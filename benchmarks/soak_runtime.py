@@ -38,7 +38,7 @@ def rss_bytes() -> int:
             for line in handle:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
-        raise RuntimeError("cannot read VmRSS from /proc/self/status")
+        raise RuntimeError("cannot read VmRSS from /proc/self/status") from None  # psutil's absence is no news
     return int(psutil.Process().memory_info().rss)
 
 
@@ -109,7 +109,8 @@ def soak(args: argparse.Namespace, folder: Path) -> Dict[str, Any]:
     started = time.perf_counter()
     with open_source(str(short_video(folder / "loop.mp4")), source_options) as source, \
             open_backend(str(tiny_model(folder / "tiny.onnx")), threads=1) as backend:
-        result = DepthPipeline(source, backend, outputs, PipelineOptions(max_frames=args.frames, progress_every_s=0)).run()
+        options = PipelineOptions(max_frames=args.frames, progress_every_s=0)
+        result = DepthPipeline(source, backend, outputs, options).run()
     baseline, final = probe.samples[args.warmup_frames], probe.samples[args.frames]
     growth_mb = (final - baseline) / 2**20
     return {

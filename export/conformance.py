@@ -90,7 +90,9 @@ def table_for(target: TrtTarget) -> Table:
         chosen = below[-1] if below and _key(below[-1])[0] >= min(target.major, 10) else None
     if chosen is None:
         known = ", ".join(keys)
-        raise ExportError(f"no ONNX parser table for {target.label} (tables: {known}); check against one of those versions")
+        raise ExportError(
+            f"no ONNX parser table for {target.label} (tables: {known}); check against one of those versions"
+        )
     data = _tables()[chosen]
     return Table(chosen, data["source"], data.get("min_opset"), data.get("max_opset"), data["operators"])
 
@@ -110,7 +112,9 @@ class Graph:
         except Exception:  # noqa: BLE001 - a graph shape inference cannot type still gets the other checks
             inferred = model
         values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-        self.types: Dict[str, str] = {v.name: onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type) for v in values}
+        self.types: Dict[str, str] = {
+            v.name: onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type) for v in values
+        }
         self.constants: Dict[str, Any] = {init.name: init for init in model.graph.initializer}
         for node in model.graph.node:
             if node.op_type == "Constant" and node.output:
@@ -182,21 +186,25 @@ def _normalised(type_name: Optional[str], generation: str) -> Optional[str]:
 
 def _operator_rule(graph: Graph, node: Any, table: Table, target: TrtTarget) -> Iterator[Violation]:
     if node.domain not in DEFAULT_DOMAINS:
-        yield Violation(_name(node), f"operator {node.domain}::{node.op_type}", f"{target.label} parses the default ONNX domain only",
+        yield Violation(_name(node), f"operator {node.domain}::{node.op_type}",
+                        f"{target.label} parses the default ONNX domain only",
                         "export without vendor-specific operators (plain ONNX opset)")
         return
     entry = table.operators.get(node.op_type)
     if entry is None or not entry.get("supported"):
-        yield Violation(_name(node), f"operator {node.op_type}", f"not supported by the {target.label} ONNX parser (table {table.key})",
+        yield Violation(_name(node), f"operator {node.op_type}",
+                        f"not supported by the {target.label} ONNX parser (table {table.key})",
                         "replace it in the model or export it differently")
         return
     if node.op_type in QDQ_OPS or not entry.get("types"):
         return
-    seen = [_normalised(graph.types.get(name), target.generation) for name in (node.input[:1] or []) + node.output[:1] if name]
-    seen = [kind for kind in seen if kind and kind != "UNDEFINED"]
+    names = (node.input[:1] or []) + node.output[:1]
+    kinds = [_normalised(graph.types.get(name), target.generation) for name in names if name]
+    seen = [kind for kind in kinds if kind and kind != "UNDEFINED"]
     if seen and not any(kind in entry["types"] for kind in seen):
         yield Violation(_name(node), f"{node.op_type} on {'/'.join(sorted(set(seen)))}",
-                        f"{target.label} runs {node.op_type} on {', '.join(entry['types'])}", "cast to a supported type before it")
+                        f"{target.label} runs {node.op_type} on {', '.join(entry['types'])}",
+                        "cast to a supported type before it")
 
 
 def _resize_rule(node: Any, target: TrtTarget) -> Iterator[Violation]:
@@ -205,12 +213,15 @@ def _resize_rule(node: Any, target: TrtTarget) -> Iterator[Violation]:
     mode = _attribute(node, "mode", "nearest")
     coordinates = _attribute(node, "coordinate_transformation_mode", "half_pixel")
     if mode not in RESIZE_MODES:
-        yield Violation(_name(node), f"Resize mode {mode!r}", f"{target.label} supports {', '.join(RESIZE_MODES)}", "use bilinear or nearest upsampling")
+        yield Violation(_name(node), f"Resize mode {mode!r}", f"{target.label} supports {', '.join(RESIZE_MODES)}",
+                        "use bilinear or nearest upsampling")
     if coordinates not in RESIZE_COORDINATES:
         yield Violation(_name(node), f"Resize coordinate_transformation_mode {coordinates!r}",
-                        f"{target.label} supports {', '.join(RESIZE_COORDINATES)}", "export with align_corners=False (half_pixel)")
+                        f"{target.label} supports {', '.join(RESIZE_COORDINATES)}",
+                        "export with align_corners=False (half_pixel)")
     if _attribute(node, "antialias", 0):
-        yield Violation(_name(node), "Resize antialias=1", f"{target.label} does not support antialiasing", "export without antialias")
+        yield Violation(_name(node), "Resize antialias=1", f"{target.label} does not support antialiasing",
+                        "export without antialias")
 
 
 def _dq_input_rule(graph: Graph, node: Any, table: Table, target: TrtTarget) -> Iterator[Violation]:
@@ -224,7 +235,8 @@ def _dq_input_rule(graph: Graph, node: Any, table: Table, target: TrtTarget) -> 
                         "keep biases in float: ONNX Runtime's quantizer with extra_options QuantizeBias=False "
                         f"(`depth-calib --trt-version {target}` does)")
     elif kind not in (None, "UINT8") and kind not in allowed:
-        yield Violation(_name(node), f"DequantizeLinear of {kind}", f"{target.label} dequantizes only {', '.join(allowed)}",
+        yield Violation(_name(node), f"DequantizeLinear of {kind}",
+                        f"{target.label} dequantizes only {', '.join(allowed)}",
                         f"re-run `depth-calib --trt-version {target}`")
 
 
@@ -240,7 +252,8 @@ def _zero_point_rule(graph: Graph, node: Any, target: TrtTarget) -> Iterator[Vio
         yield from _zero_point_values(graph, node, target)
     scale = graph.value(node.input[1])
     if scale is not None and np.any(scale <= 0):
-        yield Violation(_name(node), f"{node.op_type} scale {float(scale.min()):.3g}", f"{target.label} needs positive scales",
+        yield Violation(_name(node), f"{node.op_type} scale {float(scale.min()):.3g}",
+                        f"{target.label} needs positive scales",
                         "recalibrate: a zero or negative scale means an empty calibration range")
 
 
@@ -252,7 +265,8 @@ def _zero_point_values(graph: Graph, node: Any, target: TrtTarget) -> Iterator[V
         return
     if zero.dtype == np.uint8:
         yield Violation(_name(node), f"{node.op_type} with UINT8 zero point (UINT8 activations)",
-                        f"{target.label} quantizes to signed INT8 only (8.x refuses UINT8, 10.x+ converts it with a warning)",
+                        f"{target.label} quantizes to signed INT8 only "
+                        "(8.x refuses UINT8, 10.x+ converts it with a warning)",
                         f"quantize for TensorRT: `depth-calib --target tensorrt --trt-version {target}`")
     elif np.any(zero != 0):
         yield Violation(_name(node), f"{node.op_type} zero point {int(np.max(np.abs(zero)))}",
@@ -267,7 +281,8 @@ def _per_channel_rule(graph: Graph, node: Any, target: TrtTarget) -> Iterator[Vi
     if scale is None or scale.size <= 1:
         return
     if not graph.is_weight(node.input[0]):
-        yield Violation(_name(node), "per-channel scale on an activation", f"{target.label} quantizes activations per tensor only",
+        yield Violation(_name(node), "per-channel scale on an activation",
+                        f"{target.label} quantizes activations per tensor only",
                         "quantize activations per tensor (ONNX Runtime: per_channel applies to weights only)")
         return
     yield from _weight_axis_rule(graph, node, scale, target)
@@ -284,7 +299,8 @@ def _weight_axis_rule(graph: Graph, node: Any, scale: np.ndarray, target: TrtTar
         weight_input, channel_axis = _WEIGHT_AXES.get(consumer.op_type, (None, None))
         if index == weight_input and axis != channel_axis:
             yield Violation(_name(node), f"per-channel axis {axis} on {consumer.op_type} weights",
-                            f"{target.label} quantizes {consumer.op_type} weights along their output channels (axis {channel_axis})",
+                            f"{target.label} quantizes {consumer.op_type} weights "
+                            f"along their output channels (axis {channel_axis})",
                             "quantize weights per output channel (ONNX Runtime and ModelOpt do for Conv)")
     if weight is not None and scale.size != weight.shape[axis]:
         yield Violation(_name(node), f"{scale.size} per-channel scales for {weight.shape[axis]} channels",
@@ -317,7 +333,8 @@ def require_conformance(model_or_path: Any, target: TrtTarget, what: str) -> Non
     if violations:
         lines = "\n  ".join(violation.line() for violation in violations[:20])
         more = f"\n  ... and {len(violations) - 20} more" if len(violations) > 20 else ""
-        raise ExportError(f"{what} would not parse on {target.label} ({len(violations)} violation(s)):\n  {lines}{more}")
+        count = len(violations)
+        raise ExportError(f"{what} would not parse on {target.label} ({count} violation(s)):\n  {lines}{more}")
 
 
 def summary(model_or_path: Any, targets: Sequence[TrtTarget]) -> Dict[str, List[str]]:

@@ -20,7 +20,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 
 import numpy as np
 
@@ -72,7 +72,9 @@ def _convert_with_autocast(model, fp32_nodes: Sequence[str], data_max: float, pr
         calibration = Path(folder) / "calibration"
         calibration.mkdir()
         for index, batch in enumerate(probes):
-            np.savez(calibration / f"{index:03d}.npz", **{input_name: batch})
+            # Keyed by the input name; typed Any because numpy's stub lets a key be savez's allow_pickle.
+            arrays: Dict[str, Any] = {input_name: batch}
+            np.savez(calibration / f"{index:03d}.npz", **arrays)
         return convert_to_mixed_precision(
             onnx_path=str(path),
             low_precision_type="fp16",

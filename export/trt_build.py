@@ -20,10 +20,16 @@ from pathlib import Path
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, TextIO
 
 from edgedepth.errors import EdgeDepthError, ExportError
-from edgedepth.io import sha256_file, write_bytes_atomic
 from edgedepth.export import conformance, engine_meta, onnx_info
 from edgedepth.export.profiles import Shape, ShapeProfile, format_shape, resolve_profile
-from edgedepth.export.trt_compat import BuildPlan, BuildRequest, check_request, parse_calibration_cache_header, plan_build
+from edgedepth.export.trt_compat import (
+    BuildPlan,
+    BuildRequest,
+    check_request,
+    parse_calibration_cache_header,
+    plan_build,
+)
+from edgedepth.io import sha256_file, write_bytes_atomic
 from edgedepth.trt.generation import TrtApi, parse_version, probe_api, target_of_api
 from edgedepth.trt.imports import import_tensorrt
 from edgedepth.trt.logger import make_logger
@@ -117,7 +123,8 @@ class Trt8Helper:
         self.trt, self.api, self.plan = trt, api, plan
 
     def set_workspace(self, config, nbytes: int) -> None:
-        config.set_memory_pool_limit(self.trt.MemoryPoolType.WORKSPACE, nbytes)  # 8.4+; max_workspace_size is deprecated
+        # 8.4+; max_workspace_size is deprecated
+        config.set_memory_pool_limit(self.trt.MemoryPoolType.WORKSPACE, nbytes)
 
     def set_flags(self, config) -> None:
         for name in self.plan.clear_flags:
@@ -297,7 +304,10 @@ def _configure(helper: Trt8Helper, builder, network, job: BuildJob, timing_cache
     if timing_cache is not None:
         cache = config.create_timing_cache(timing_cache)
         if not config.set_timing_cache(cache, False):
-            raise ExportError("TensorRT rejected the --timing-cache file (written by another TensorRT version or GPU): delete it and build again")
+            raise ExportError(
+                "TensorRT rejected the --timing-cache file (written by another TensorRT version or GPU): "
+                "delete it and build again"
+            )
     return config
 
 
@@ -384,11 +394,11 @@ def _warn_other_major(api: TrtApi, key_file: Dict[str, Any], path: Path, log: Lo
             "the cache (then recalibrate here with `depth-calib --cache`)")
 
 
-def _request(facts: OnnxFacts, precision: str, calib_cache, calibrator, dla_core, version_compatible, hardware_compatibility,
-             workspace_gib, gpu: Optional[GpuInfo]) -> BuildRequest:
+def _request(facts: OnnxFacts, precision: str, calib_cache, calibrator, dla_core, version_compatible,
+             hardware_compatibility, workspace_gib, gpu: Optional[GpuInfo]) -> BuildRequest:
     return BuildRequest(
-        precision, facts.kind, bool(calib_cache), calibrator is not None, dla_core, version_compatible, hardware_compatibility,
-        workspace_gib, facts.qdq_float_type, gpu.integrated if gpu else None,
+        precision, facts.kind, bool(calib_cache), calibrator is not None, dla_core, version_compatible,
+        hardware_compatibility, workspace_gib, facts.qdq_float_type, gpu.integrated if gpu else None,
     )
 
 
@@ -415,7 +425,9 @@ def prepare_build(
     args = (precision, calib_cache, calibrator, dla_core, version_compatible, hardware_compatibility, workspace_gib)
     check_request(_request(facts, *args, gpu=None))
     profile = resolve_profile(facts.input.name, facts.input.shape, facts.spec, *shapes)
-    trt = import_tensorrt("`depth-export engine`", "Without it the ONNX runs on ONNX Runtime (depth-run --model model.onnx)")
+    trt = import_tensorrt(
+        "`depth-export engine`", "Without it the ONNX runs on ONNX Runtime (depth-run --model model.onnx)"
+    )
     api = probe_api(trt)
     gpu = query_gpu()
     request = _request(facts, *args, gpu=gpu)
@@ -474,8 +486,8 @@ def build_engine(
 def _record(job: BuildJob, output, seconds: float) -> EngineSidecar:
     """Write and return the sidecar of a freshly built engine."""
     sidecar = EngineSidecar(
-        model_spec=job.facts.spec, tensorrt_version=job.api.version, tensorrt_generation=job.api.generation, gpu=job.gpu,
-        precision=job.options.precision, shapes=job.shapes,
+        model_spec=job.facts.spec, tensorrt_version=job.api.version, tensorrt_generation=job.api.generation,
+        gpu=job.gpu, precision=job.options.precision, shapes=job.shapes,
         source_onnx={"name": job.facts.path.name, "sha256": job.facts.sha256}, build_options=job.options,
         build_seconds=seconds, engine_sha256=sha256_file(output), cache_key=job.key,
     )

@@ -67,7 +67,9 @@ def check_request(request: BuildRequest) -> None:
     if request.workspace_gib is not None and request.workspace_gib <= 0:
         raise ExportError(f"--workspace {request.workspace_gib} GiB is invalid: give a positive size such as 2")
     if (request.calib_cache or request.calibrator) and request.precision != "int8":
-        raise ExportError(f"a calibration cache only applies to --precision int8, not {request.precision}; drop --calib-cache")
+        raise ExportError(
+            f"a calibration cache only applies to --precision int8, not {request.precision}; drop --calib-cache"
+        )
     if request.onnx_kind == "fp16" and request.precision != "fp16":
         raise ExportError(
             f"the ONNX is an FP16 graph; building it as {request.precision.upper()} cannot restore or add precision: "
@@ -98,10 +100,13 @@ def _check_int8_sources(request: BuildRequest) -> None:
         return
     if request.onnx_kind == "int8" and (request.calib_cache or request.calibrator):
         raise ExportError(
-            "the ONNX already holds Q/DQ scales, so a calibration cache would be ignored or conflict: drop --calib-cache"
+            "the ONNX already holds Q/DQ scales, so a calibration cache would be ignored or conflict: "
+            "drop --calib-cache"
         )
     if request.onnx_kind == "fp16":
-        raise ExportError("INT8 needs the FP32 ONNX plus a calibration, not the FP16 graph; run `depth-calib` on the FP32 ONNX")
+        raise ExportError(
+            "INT8 needs the FP32 ONNX plus a calibration, not the FP16 graph; run `depth-calib` on the FP32 ONNX"
+        )
     if request.onnx_kind == "fp32" and not (request.calib_cache or request.calibrator):
         raise ExportError(
             "--precision int8 needs INT8 scales: run `depth-calib` to make a Q/DQ ONNX (all TensorRT versions) or a "
@@ -115,7 +120,7 @@ def plan_build(api: TrtApi, request: BuildRequest) -> BuildPlan:
     _check_generation_limits(api, request)
     hardware_level = HARDWARE_COMPATIBILITY[request.hardware_compatibility]
     plan = {"8": _plan_trt8, "10": _plan_trt10, "11": _plan_trt11}[api.generation](api, request)
-    extra = ("GPU_FALLBACK",) if request.dla_core is not None else ()
+    extra: Tuple[str, ...] = ("GPU_FALLBACK",) if request.dla_core is not None else ()
     if request.version_compatible:
         extra += ("VERSION_COMPATIBLE",)
     return dataclasses.replace(
@@ -131,7 +136,9 @@ def plan_build(api: TrtApi, request: BuildRequest) -> BuildPlan:
 
 def _check_generation_limits(api: TrtApi, request: BuildRequest) -> None:
     if request.version_compatible and not api.version_compatible:
-        raise ExportError(f"{api.label} cannot build version-compatible engines (that needs 8.6 or newer): drop --version-compatible")
+        raise ExportError(
+            f"{api.label} cannot build version-compatible engines (that needs 8.6 or newer): drop --version-compatible"
+        )
     level = HARDWARE_COMPATIBILITY[request.hardware_compatibility]
     if level != "NONE" and request.integrated_gpu:
         raise ExportError(
@@ -157,12 +164,16 @@ def _weak_precision(api: TrtApi, request: BuildRequest) -> BuildPlan:
     flags = ("FP16",) if request.precision == "fp16" else ("INT8", "FP16")
     constraints = ("PREFER_PRECISION_CONSTRAINTS",) if api.precision_constraints else ()
     use_calibrator = request.precision == "int8" and request.onnx_kind == "fp32"
-    notes = ()
+    notes: Tuple[str, ...] = ()
     if use_calibrator and api.generation == "10":
-        notes = (f"{api.label} deprecates implicit INT8 calibration (since 10.1); a Q/DQ ONNX from `depth-calib` is the lasting route",)
+        notes = (
+            f"{api.label} deprecates implicit INT8 calibration (since 10.1); "
+            "a Q/DQ ONNX from `depth-calib` is the lasting route",
+        )
     return BuildPlan(
         api.generation, builder_flags=flags + constraints, use_calibrator=use_calibrator,
-        keep_head_fp32=bool(constraints), unquantized_precision="fp16" if request.precision == "int8" else None, notes=notes,
+        keep_head_fp32=bool(constraints), unquantized_precision="fp16" if request.precision == "int8" else None,
+        notes=notes,
     )
 
 
@@ -196,10 +207,10 @@ def _plan_trt11(api: TrtApi, request: BuildRequest) -> BuildPlan:
         )
     if request.onnx_kind != "int8":
         return BuildPlan(api.generation, strongly_typed=True)
-    notes = ()
+    notes: Tuple[str, ...] = ()
     if request.qdq_float_type == "fp32":
-        notes = (f"the Q/DQ graph's unquantized layers are FP32 and {api.label} takes precision from the graph alone: they "
-                 "run in FP32 (slower); `depth-calib --trt-version 11` writes them in FP16, head kept FP32",)
+        notes = (f"the Q/DQ graph's unquantized layers are FP32 and {api.label} takes precision from the graph alone: "
+                 "they run in FP32 (slower); `depth-calib --trt-version 11` writes them in FP16, head kept FP32",)
     return BuildPlan(api.generation, strongly_typed=True, unquantized_precision=request.qdq_float_type, notes=notes)
 
 
@@ -210,7 +221,7 @@ def parse_calibration_cache_header(data: bytes) -> Tuple[str, str]:
     match = re.fullmatch(r"TRT-(\d+)-(\w+)", first)
     if not match:
         raise ExportError(
-            f"the calibration cache starts with {first[:40]!r}, not a TensorRT header like 'TRT-8601-EntropyCalibration2': "
-            "pass the cache file `depth-calib` wrote"
+            f"the calibration cache starts with {first[:40]!r}, "
+            "not a TensorRT header like 'TRT-8601-EntropyCalibration2': pass the cache file `depth-calib` wrote"
         )
     return match.group(1), match.group(2)

@@ -60,7 +60,7 @@ class Backend(abc.ABC):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """Run the network on a checked batch; return its raw output array."""
 
-    def _release(self) -> None:
+    def _release(self) -> None:  # noqa: B027 - an optional hook: a backend with nothing to free keeps it
         """Free the backend's resources (sessions, device memory)."""
 
     def close(self) -> None:
@@ -112,7 +112,9 @@ def backend_for_path(model_path: str) -> str:
     for backend, suffixes in BACKEND_SUFFIXES.items():
         if suffix in suffixes:
             return backend
-    raise BackendError(f"model {model_path!r} has an unknown file type {suffix or '(none)'!r}; expected {accepted_types()}")
+    raise BackendError(
+        f"model {model_path!r} has an unknown file type {suffix or '(none)'!r}; expected {accepted_types()}"
+    )
 
 
 def accepted_types() -> str:

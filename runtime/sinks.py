@@ -152,11 +152,12 @@ class VideoSink:
 
     def close(self) -> None:
         """Finish the file (the container index is written on release) and move it into place."""
-        if self._writer is None:
+        staging, placeholder = self._staging, self._placeholder
+        if self._writer is None or staging is None or placeholder is None:
             return
         self._writer.release()
         self._writer = None
-        os.replace(self._staging, self._placeholder)  # atomic_path then moves it to the target
+        os.replace(staging, placeholder)  # atomic_path then moves it to the target
         self._atomic.close()
 
 
@@ -172,7 +173,9 @@ def opencv_has_gui(build_info: Optional[str] = None) -> bool:
     return not (match and match.group(1).upper() == "NONE")
 
 
-def display_decision(no_display: bool, environ: Mapping[str, str], build_info: Optional[str] = None) -> Tuple[bool, str]:
+def display_decision(
+    no_display: bool, environ: Mapping[str, str], build_info: Optional[str] = None
+) -> Tuple[bool, str]:
     """(show a window?, why not): no window with --no-display, without a display, or headless OpenCV."""
     if no_display:
         return False, ""

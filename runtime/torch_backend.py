@@ -39,7 +39,7 @@ class PyTorchBackend(Backend):
             torch.set_num_threads(int(threads))
         model, spec = load_checkpoint(model_path, map_location="cpu")
         super().__init__(spec, model_path)
-        self._model = model.to(self._device).eval()
+        self._model: Any = model.to(self._device).eval()  # None once released
 
     @property
     def detail(self) -> str:

@@ -40,7 +40,8 @@ class IOTensor:
 def list_io_tensors(engine: Any, trt: Any) -> List[IOTensor]:
     """The engine's I/O tensors through the name-based API (8.5+; the only one in 10/11)."""
     if not hasattr(engine, "num_io_tensors"):
-        raise DeviceError(f"TensorRT {getattr(trt, '__version__', '?')} has no name-based tensor API: edgedepth needs 8.5 or newer")
+        version = getattr(trt, "__version__", "?")
+        raise DeviceError(f"TensorRT {version} has no name-based tensor API: edgedepth needs 8.5 or newer")
     tensors = []
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)
@@ -95,7 +96,9 @@ class TensorRTBackend(Backend):
             self._engine = self._deserialize(plan, self.sidecar)
             self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise BackendError(f"TensorRT could not create an execution context for {self.model_path} (out of GPU memory?)")
+            raise BackendError(
+                f"TensorRT could not create an execution context for {self.model_path} (out of GPU memory?)"
+            )
         self._input, self._output = self._find_io(list_io_tensors(self._engine, self._trt))
 
     @property
@@ -138,7 +141,9 @@ class TensorRTBackend(Backend):
             )
         out_shape = tuple(int(dim) for dim in self._context.get_tensor_shape(self._output.name))
         if -1 in out_shape:
-            raise BackendError(f"TensorRT left output {self._output.name!r} shape {out_shape} unresolved for input {shape}")
+            raise BackendError(
+                f"TensorRT left output {self._output.name!r} shape {out_shape} unresolved for input {shape}"
+            )
         host_in = self._memory.pinned(shape, self._input.dtype)
         host_out = self._memory.pinned(out_shape, self._output.dtype)
         addresses = {

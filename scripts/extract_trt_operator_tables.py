@@ -40,7 +40,7 @@ The package data ``export/data/tensorrt_onnx_operators.json`` is made, from the 
       "11.1=$D/11.1.md@$T@7c51a63a719180eb5160c874c111746f3fb46a6b:docs/operators.md (NVIDIA/TensorRT v11.1 parsers/onnx)"
 
 (``../shared`` sits beside the repository; the later files are in the repository.)
-"""
+"""  # noqa: E501 - the command above is quoted verbatim, one source a line
 from __future__ import annotations
 
 import json
@@ -52,7 +52,9 @@ from typing import Dict, List, Optional, Tuple
 #: Spelling slips in the upstream tables, read as the type they mean.
 TYPE_ALIASES = {"INF64": "INT64"}
 _TYPE_TOKEN = re.compile(r"^[A-Z][A-Z0-9]*$")
-_RANGE = re.compile(r"TensorRT\s+([0-9.]+)\s+supports operators in the inclusive range of opset\s+(\d+)\s+to opset\s+(\d+)", re.I)
+_RANGE = re.compile(
+    r"TensorRT\s+([0-9.]+)\s+supports operators in the inclusive range of opset\s+(\d+)\s+to opset\s+(\d+)", re.I
+)
 _UP_TO = re.compile(r"TensorRT\s+([0-9.]+)\s+supports operators up to opset\s+(\d+)", re.I)
 _DATA_TYPES = re.compile(r"TensorRT supports the following ONNX data types:\s*(.+)")
 

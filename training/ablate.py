@@ -50,7 +50,8 @@ def markdown_table(rows: List[Dict[str, Any]], command: str) -> str:
         cells = [row["config"], f"{w['ssi_weight']:g}", f"{w['silog_weight']:g}", f"{w['gradient_weight']:g}"]
         cells += [_fmt(m.get(key)) for key in TABLE_METRICS] + [f"{row['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Lower is better for abs_rel, rmse, mae and the edge_ errors; higher for d1-d3, edge_d1, boundary_f1."]
+    lines += ["", "Lower is better for abs_rel, rmse, mae and the edge_ errors; "
+              "higher for d1-d3, edge_d1, boundary_f1."]
     return "\n".join(lines) + "\n"
 
 
@@ -60,9 +61,11 @@ def _fmt(value: Any) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="depth-ablate", description=__doc__)
-    parser.add_argument("--configs", nargs="+", default=list(STUDY_CONFIGS), help="configs to compare (names or YAML paths)")
+    parser.add_argument("--configs", nargs="+", default=list(STUDY_CONFIGS),
+                        help="configs to compare (names or YAML paths)")
     parser.add_argument("--output-dir", required=True, help="run folders and results.{md,json} go here")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every config (same data, seed, budget)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="applied to every config (same data, seed, budget)")
     return parser
 
 

@@ -114,7 +114,9 @@ def select_amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
         return None
     if device.type == "cpu":
         if amp == "fp16":
-            raise TrainingError("train.amp=fp16 needs a CUDA device (CPU autocast uses bf16); use train.amp=bf16 or none")
+            raise TrainingError(
+                "train.amp=fp16 needs a CUDA device (CPU autocast uses bf16); use train.amp=bf16 or none"
+            )
         if amp == "auto" and not cpu_has_native_bf16():
             return None
         return torch.bfloat16
@@ -128,7 +130,8 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, devic
     ResNet18's 11 M weights took 8 ms fused against 41 ms per-tensor (a fifth of a 96x128 step).
     The fused and per-tensor updates are the same algorithm (results equal to rounding)."""
     fused = device.type in ("cpu", "cuda") and "fused" in inspect.signature(torch.optim.AdamW).parameters
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {}))
+    options: Dict[str, Any] = {"fused": True} if fused else {}
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **options)
 
 
 def seed_everything(seed: int) -> None:
@@ -160,7 +163,9 @@ class Trainer:
         self.spec: ModelSpec = spec_from_config(cfg)
         # channels_last: oneDNN (CPU) and cuDNN (tensor cores) run convolutions fastest in NHWC;
         # on this project's 2-core CPU it cut a 96x128 step by 13%, 40% with bf16 autocast.
-        self.model = create_model(self.spec, pretrained=cfg.model.pretrained).to(self.device, memory_format=torch.channels_last)
+        self.model = create_model(self.spec, pretrained=cfg.model.pretrained)
+        # In place, as Module.to always is; its typed overloads leave out memory_format, which torch accepts.
+        self.model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.loss_fn = DepthLoss.from_config(cfg.loss).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.train.lr, cfg.train.weight_decay, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -231,7 +236,8 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "config.yaml")
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.step or None)
         batches = self.batches()
-        progress = tqdm(total=cfg.steps, initial=self.state.step, disable=not self.dist.is_main, desc="train", dynamic_ncols=True)
+        progress = tqdm(total=cfg.steps, initial=self.state.step, disable=not self.dist.is_main, desc="train",
+                        dynamic_ncols=True)
         started = time.perf_counter()
         metrics: Dict[str, Any] = {}
         try:
@@ -259,7 +265,7 @@ class Trainer:
     def batches(self) -> Iterator[tuple]:
         """Endless batches across epochs, each with the seconds the step waited for it."""
         while True:
-            sampler = getattr(self.train_loader, "sampler", None)
+            sampler: Any = getattr(self.train_loader, "sampler", None)
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(self.state.epoch)
             waited = time.perf_counter()
@@ -316,7 +322,8 @@ class Trainer:
             return True
         self.state.nonfinite_total += 1
         self.state.nonfinite_in_a_row += 1
-        log.warning("non-finite loss at step %d: step skipped (%d in a row)", self.state.step, self.state.nonfinite_in_a_row)
+        log.warning("non-finite loss at step %d: step skipped (%d in a row)",
+                    self.state.step, self.state.nonfinite_in_a_row)
         if self.state.nonfinite_in_a_row >= self.cfg.train.max_nonfinite:
             raise TrainingError(
                 f"the loss was non-finite for {self.state.nonfinite_in_a_row} steps in a row (step {self.state.step}): "
@@ -328,13 +335,20 @@ class Trainer:
     def _log_step(self, terms: Dict[str, float], grad_norm: Optional[float], data_wait: float) -> None:
         if not self.dist.is_main or self.state.step % self.cfg.train.log_every:
             return
-        step = self.state.step
+        step, writer = self.state.step, self._tensorboard
         for key, value in terms.items():
-            self.writer.add_scalar(f"loss/{key}", value, step)
-        self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
-        self.writer.add_scalar("train/grad_norm", grad_norm, step)
-        self.writer.add_scalar("train/data_wait_s", data_wait, step)
-        self.writer.add_scalar("train/nonfinite_skipped", self.state.nonfinite_total, step)
+            writer.add_scalar(f"loss/{key}", value, step)
+        writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
+        writer.add_scalar("train/grad_norm", grad_norm, step)
+        writer.add_scalar("train/data_wait_s", data_wait, step)
+        writer.add_scalar("train/nonfinite_skipped", self.state.nonfinite_total, step)
+
+    @property
+    def _tensorboard(self) -> SummaryWriter:
+        """The TensorBoard writer, which train() opens on the main process (the only one that logs)."""
+        if self.writer is None:
+            raise TrainingError("no TensorBoard writer: only Trainer.train() on the main process logs")
+        return self.writer
 
     def _after_step(self, batch: Dict[str, torch.Tensor]) -> Optional[Dict[str, Any]]:
         cfg, step = self.cfg.train, self.state.step
@@ -353,15 +367,15 @@ class Trainer:
         with torch.no_grad():
             pred = self.model(normalize_torch(image[:4], self.spec)).float()
         grid = make_image_grid(image[:4], depth[:4], mask[:4], pred, self.spec)
-        self.writer.add_image("val/rgb_gt_pred_error", grid, self.state.step, dataformats="HWC")
+        self._tensorboard.add_image("val/rgb_gt_pred_error", grid, self.state.step, dataformats="HWC")
 
     def _evaluate_and_keep_best(self) -> Optional[Dict[str, Any]]:
-        if not self.dist.is_main:
+        if not self.dist.is_main or self.val_loader is None:  # only the main process has a val loader
             return None
         metrics = evaluate_model(self.model, self.val_loader, self.spec, self.cfg.eval, self.device)
         for key, value in metrics.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(f"val/{key}", value, self.state.step)
+                self._tensorboard.add_scalar(f"val/{key}", value, self.state.step)
         if metrics.get(BEST_METRIC, math.inf) < self.state.best_metric:
             self.state.best_metric = float(metrics[BEST_METRIC])
             self._save(BEST_CHECKPOINT)
@@ -391,8 +405,8 @@ class Trainer:
         self._save(LAST_CHECKPOINT)
         if not (self.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT).exists():
             self._save(BEST_CHECKPOINT)
-        self.writer.add_scalar("train/seconds", seconds, self.state.step)
-        self.writer.close()
+        self._tensorboard.add_scalar("train/seconds", seconds, self.state.step)
+        self._tensorboard.close()
         metrics = dict(metrics, train_seconds=seconds, nonfinite_skipped=self.state.nonfinite_total)
         return metrics
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Tuple
 
 from edgedepth.errors import DeviceError
 from edgedepth.trt.generation import TrtApi, network_flags
 
 
-def network_flag_names(api: TrtApi, strongly_typed: bool = False) -> Sequence[str]:
+def network_flag_names(api: TrtApi, strongly_typed: bool = False) -> Tuple[str, ...]:
     """EXPLICIT_BATCH where the generation still has implicit batch (8.x, 9.x), STRONGLY_TYPED
     where asked and the flag exists (9.x/10.x; in 11.x strong typing is always on)."""
     names = ["EXPLICIT_BATCH"] if api.explicit_batch_flag else []

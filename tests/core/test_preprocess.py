@@ -5,13 +5,7 @@ import numpy as np
 import pytest
 
 from edgedepth.errors import EdgeDepthError
-from edgedepth.preprocess import (
-    denormalize,
-    normalization_constants,
-    preprocess,
-    preprocess_batch,
-    resize_to_spec,
-)
+from edgedepth.preprocess import denormalize, normalization_constants, preprocess, preprocess_batch, resize_to_spec
 from edgedepth.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 SPEC = ModelSpec(height=64, width=96)  # RGB, ImageNet mean/std

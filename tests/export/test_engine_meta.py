@@ -1,8 +1,8 @@
 """The engine cache: keys that change with everything that changes the plan, entries with sidecars."""
 from __future__ import annotations
 
-from edgedepth.spec import ModelSpec
 from edgedepth.export import engine_meta
+from edgedepth.spec import ModelSpec
 from edgedepth.trt.platform import GpuInfo
 from edgedepth.trt.sidecar import BuildOptions, EngineSidecar
 
@@ -20,8 +20,8 @@ def _key(**changes):
 
 def _sidecar() -> EngineSidecar:
     return EngineSidecar(
-        ModelSpec(256, 320, max_depth=20.0), "10.3.0", "10", ORIN, "fp16", SHAPES, {"name": "model.onnx", "sha256": "b" * 64},
-        BuildOptions("fp16"), 93.456, "c" * 64, _key(),
+        ModelSpec(256, 320, max_depth=20.0), "10.3.0", "10", ORIN, "fp16", SHAPES,
+        {"name": "model.onnx", "sha256": "b" * 64}, BuildOptions("fp16"), 93.456, "c" * 64, _key(),
     )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from edgedepth.errors import ExportError
-from edgedepth.spec import ModelSpec
 from edgedepth.export.profiles import parse_shape, resolve_profile
+from edgedepth.spec import ModelSpec
 
 SPEC = ModelSpec(256, 320)
 DYNAMIC = ("batch", 3, "height", "width")

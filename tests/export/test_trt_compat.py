@@ -11,7 +11,9 @@ from edgedepth.trt.generation import probe_api
 
 from trt_facts import fake_tensorrt
 
-TRT85, TRT86, TRT90, TRT103, TRT1016, TRT11 = (fake_tensorrt(key) for key in ("8.5", "8.6", "9.0", "10.3", "10.16", "11.1"))
+TRT85, TRT86, TRT90, TRT103, TRT1016, TRT11 = (
+    fake_tensorrt(key) for key in ("8.5", "8.6", "9.0", "10.3", "10.16", "11.1")
+)
 
 
 def _plan(trt, precision, onnx_kind="fp32", **kwargs):
@@ -64,7 +66,8 @@ def test_fp16_onnx_on_10x_builds_strongly_typed_without_precision_flags():
 def test_fp16_request_on_11_with_an_fp32_onnx_says_what_to_do():
     with pytest.raises(ExportError) as caught:
         _plan(TRT11, "fp16")
-    assert "TensorRT 11.4.0.106 has no FP16 flag: pass the FP16 ONNX from `depth-export onnx --fp16`" in str(caught.value)
+    expected = "TensorRT 11.4.0.106 has no FP16 flag: pass the FP16 ONNX from `depth-export onnx --fp16`"
+    assert expected in str(caught.value)
 
 
 def test_fp16_onnx_on_11_builds_with_no_flags_at_all():
@@ -88,7 +91,8 @@ def test_fp32_engines_clear_tf32_and_set_no_precision_flag(trt):
 
 
 @pytest.mark.parametrize("trt, precision, onnx_kind", [
-    (TRT85, "fp16", "fp32"), (TRT103, "int8", "int8"), (TRT103, "fp16", "fp16"), (TRT11, "int8", "int8"), (TRT11, "fp16", "fp16"),
+    (TRT85, "fp16", "fp32"), (TRT103, "int8", "int8"), (TRT103, "fp16", "fp16"), (TRT11, "int8", "int8"),
+    (TRT11, "fp16", "fp16"),
 ])
 def test_tf32_is_cleared_wherever_a_layer_is_promised_fp32(trt, precision, onnx_kind):
     """TF32 is "allowed, not required" and on by default: without clearing it the FP32 head (weak
@@ -166,7 +170,8 @@ def test_hardware_compatibility_levels_by_version():
     assert _plan(TRT86, "fp32", hardware_compatibility="ampere+").hardware_level == "AMPERE_PLUS"
     with pytest.raises(ExportError, match="same-compute-capability"):
         _plan(TRT103, "fp32", hardware_compatibility="same-compute-capability")
-    assert _plan(TRT1016, "fp32", hardware_compatibility="same-compute-capability").hardware_level == "SAME_COMPUTE_CAPABILITY"
+    plan = _plan(TRT1016, "fp32", hardware_compatibility="same-compute-capability")
+    assert plan.hardware_level == "SAME_COMPUTE_CAPABILITY"
 
 
 def test_hardware_compatibility_is_refused_on_a_jetson():
@@ -221,9 +226,12 @@ def test_trt8_helper_sets_this_versions_flags_and_pins_head_layers_to_fp32():
     trt = TRT85
     helper = Trt8Helper(trt, probe_api(trt), _plan(trt, "fp16"))
     config = RecordingConfig()
-    network = FakeNetwork(["/encoder/conv1/Conv", "/head/conv/Conv", "/head/sigmoid/Sigmoid", "/head/Mul", "/head/Mul_1", "/head/Mul_2"])
+    network = FakeNetwork(
+        ["/encoder/conv1/Conv", "/head/conv/Conv", "/head/sigmoid/Sigmoid", "/head/Mul", "/head/Mul_1", "/head/Mul_2"]
+    )
     head = ["/head/conv/Conv", "/head/sigmoid/Sigmoid", "/head/Mul"]
-    assert helper.set_precision(config, network, head, other_nodes=frozenset({"/encoder/conv1/Conv", "/head/Mul_2"})) == 4
+    other_nodes = frozenset({"/encoder/conv1/Conv", "/head/Mul_2"})
+    assert helper.set_precision(config, network, head, other_nodes=other_nodes) == 4
     assert set(config.set) == {trt.BuilderFlag.FP16, trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS}
     assert config.cleared == [trt.BuilderFlag.TF32]
     pinned = [layer.name for layer in network.layers if layer.precision == "float32"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgedepth.spec import ModelSpec
+
 from media_helpers import write_video
 
 
@@ -62,7 +63,9 @@ def build_tiny_onnx(path: Path, height: int = 64, width: int = 96, dynamic: bool
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    spec = ModelSpec(height=height, width=width, min_depth=0.1, max_depth=max_depth, dynamic=dynamic, architecture="tiny")
+    spec = ModelSpec(
+        height=height, width=width, min_depth=0.1, max_depth=max_depth, dynamic=dynamic, architecture="tiny"
+    )
     if with_spec:
         for key, value in spec.to_metadata_props().items():
             model.metadata_props.add(key=key, value=value)
@@ -76,7 +79,8 @@ def moving_frames(count: int, width: int, height: int) -> List[np.ndarray]:
     ys, xs = np.mgrid[0:height, 0:width]
     frames = []
     for index in range(count):
-        frame = np.stack([(xs * 255 // width), (ys * 255 // height), np.full_like(xs, (index * 8) % 256)], -1).astype(np.uint8)
+        channels = [(xs * 255 // width), (ys * 255 // height), np.full_like(xs, (index * 8) % 256)]
+        frame = np.stack(channels, -1).astype(np.uint8)
         left = (index * 7) % (width - 40)
         frame[40:80, left : left + 40] = (255, 255, 255)
         frames.append(frame)

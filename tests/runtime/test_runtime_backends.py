@@ -160,9 +160,12 @@ def test_damaged_onnx_file_is_a_backend_error(tmp_path):
 
 
 def test_provider_preference_is_tensorrt_then_cuda_then_cpu():
-    everything = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider", "AzureExecutionProvider"]
+    everything = [
+        "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider", "AzureExecutionProvider"
+    ]
     assert select_providers(everything) == list(PROVIDER_PREFERENCE)
-    assert select_providers(["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    cuda_then_cpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert select_providers(cuda_then_cpu) == cuda_then_cpu
     assert select_providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
 
 

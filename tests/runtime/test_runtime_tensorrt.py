@@ -21,7 +21,9 @@ from edgedepth.trt.platform import GpuInfo
 from edgedepth.trt.sidecar import BuildOptions, EngineSidecar, read_sidecar, write_sidecar
 
 REPO = Path(__file__).resolve().parents[2]
-FAKE_TRT = SimpleNamespace(TensorIOMode=SimpleNamespace(INPUT="in", OUTPUT="out"), nptype=lambda dtype: dtype, __version__="10.3.0")
+FAKE_TRT = SimpleNamespace(
+    TensorIOMode=SimpleNamespace(INPUT="in", OUTPUT="out"), nptype=lambda dtype: dtype, __version__="10.3.0"
+)
 
 
 def test_io_tensors_through_the_name_api():
@@ -47,8 +49,8 @@ def test_engine_without_tensorrt_installed_says_where_to_get_it(tmp_path):
     engine = tmp_path / "depth.engine"
     engine.write_bytes(b"plan")
     write_sidecar(engine, EngineSidecar(
-        ModelSpec(64, 96), "10.3.0", "10", GpuInfo("Orin", "8.7"), "fp16", {}, {"name": "depth.onnx"}, BuildOptions("fp16"),
-        1.0, "", "",
+        ModelSpec(64, 96), "10.3.0", "10", GpuInfo("Orin", "8.7"), "fp16", {}, {"name": "depth.onnx"},
+        BuildOptions("fp16"), 1.0, "", "",
     ))
     with pytest.raises(DeviceError, match="python3-libnvinfer.*--backend onnxruntime"):
         open_backend(str(engine))
@@ -70,7 +72,8 @@ def test_tensorrt_engine_matches_the_models_formula(tiny_model, tensorrt_engine_
 def test_tensorrt_version_mismatch_is_refused_before_loading(tiny_model, tensorrt_engine_factory):
     engine = tensorrt_engine_factory(tiny_model)
     write_sidecar(engine, read_sidecar(engine).replace(tensorrt_version="7.2.3"))
-    with pytest.raises(DeviceError, match="built with TensorRT 7.2.3 but this machine has .*depth-export engine --onnx"):
+    refused = "built with TensorRT 7.2.3 but this machine has .*depth-export engine --onnx"
+    with pytest.raises(DeviceError, match=refused):
         open_backend(str(engine))
 
 
@@ -106,8 +109,9 @@ STREAM_TWICE = textwrap.dedent("""
 
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("library", ["cuda-python", "pycuda"])
-def test_depth_run_streams_an_engine_twice_per_process_with_each_cuda_library(library, tiny_model, tensorrt_engine_factory,
-                                                                              make_video, tmp_path):
+def test_depth_run_streams_an_engine_twice_per_process_with_each_cuda_library(
+    library, tiny_model, tensorrt_engine_factory, make_video, tmp_path
+):
     """The pipeline infers from a worker thread that exits at end of stream: pycuda aborts a
     process whose exiting thread still has a context pushed (review finding 1), so this runs in a
     child process and its exit status is the verdict."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import ConfigError

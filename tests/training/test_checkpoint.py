@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+
 torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import CheckpointError

@@ -8,6 +8,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+
 torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import ConfigError, DataError
@@ -242,7 +243,8 @@ def test_nyu_labeled_mat_official_splits_mat(tmp_path):
     scipy_io = pytest.importorskip("scipy.io")
     frames = nyu_frames(5)
     write_labeled_mat(tmp_path / "nyu_depth_v2_labeled.mat", frames)
-    scipy_io.savemat(str(tmp_path / "splits.mat"), {"trainNdxs": np.array([[1], [2], [4]]), "testNdxs": np.array([[3], [5]])})
+    splits = {"trainNdxs": np.array([[1], [2], [4]]), "testNdxs": np.array([[3], [5]])}
+    scipy_io.savemat(str(tmp_path / "splits.mat"), splits)
     test = NYUDepthV2(str(tmp_path / "nyu_depth_v2_labeled.mat"), "val")
     assert len(test) == 2
     np.testing.assert_array_equal(test[1]["depth"], frames[4][1])

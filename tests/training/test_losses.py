@@ -6,6 +6,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+
 torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 import torch.nn.functional as F
 from omegaconf import OmegaConf

@@ -5,12 +5,12 @@ import urllib.error
 
 import numpy as np
 import pytest
+
 torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import CheckpointError, ConfigError, SpecError
 from edgedepth.spec import ModelSpec
-from edgedepth.training.model import DepthNet, available_models, create_model, load_pretrained, register_model
-from edgedepth.training.model import registry
+from edgedepth.training.model import DepthNet, available_models, create_model, load_pretrained, register_model, registry
 from edgedepth.training.model.blocks import ReZero
 from edgedepth.training.model.resnet import PRETRAINED_URLS, build_resnet_encoder
 

@@ -1,5 +1,6 @@
 """Every shipped config builds a model and loss that train at 96x128 and 256x320 on the CPU."""
 import pytest
+
 torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.training.config import load_config, shipped_config_names, spec_from_config

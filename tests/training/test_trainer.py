@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import CheckpointError
@@ -18,7 +19,12 @@ from edgedepth.training.cli import eval_main, train_main
 from edgedepth.training.config import load_config
 from edgedepth.training.data import normalize_torch
 from edgedepth.training.trainer import (
-    Trainer, TrainingError, cpu_has_native_bf16, make_optimizer, select_amp_dtype, warmup_cosine,
+    Trainer,
+    TrainingError,
+    cpu_has_native_bf16,
+    make_optimizer,
+    select_amp_dtype,
+    warmup_cosine,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,7 +183,9 @@ def test_nonfinite_losses_skip_steps_then_abort(tmp_path, cache_dir, monkeypatch
 
 
 def test_sigkill_then_resume_continues_from_last_checkpoint(tmp_path, cache_dir):
-    overrides = tiny_overrides(tmp_path, cache_dir, **{"train.steps": 400, "train.checkpoint_every": 3, "train.image_every": 1000})
+    overrides = tiny_overrides(
+        tmp_path, cache_dir, **{"train.steps": 400, "train.checkpoint_every": 3, "train.image_every": 1000}
+    )
     cmd = [sys.executable, "-m", "edgedepth.training.cli", "--config", "baseline", *overrides]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
@@ -195,7 +203,8 @@ def test_sigkill_then_resume_continues_from_last_checkpoint(tmp_path, cache_dir)
     assert steps_seen, "a checkpoint appeared before the kill"
     killed_at = read_checkpoint(last)["train_state"]["step"]  # whole, even if the kill hit a write
     assert killed_at % 3 == 0 and 0 < killed_at < 400
-    cfg = load_config(tmp_path / "run" / "config.yaml", [f"train.output_dir={tmp_path / 'run'}", f"train.steps={killed_at + 2}"])
+    resumed = [f"train.output_dir={tmp_path / 'run'}", f"train.steps={killed_at + 2}"]
+    cfg = load_config(tmp_path / "run" / "config.yaml", resumed)
     trainer = Trainer(cfg, resume=True)
     assert trainer.state.step == killed_at
     assert trainer.scheduler.last_epoch == killed_at, "the LR schedule goes on where it stopped"
@@ -245,7 +254,8 @@ DDP_WORKER = textwrap.dedent(
     cfg = load_config("grad_a", sys.argv[2:])
     trainer = Trainer(cfg)
     trainer.train()
-    torch.save({k: v.clone() for k, v in trainer.model.state_dict().items()}, f"{sys.argv[1]}/rank{trainer.dist.rank}.pt")
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    torch.save(weights, f"{sys.argv[1]}/rank{trainer.dist.rank}.pt")
     trainer.close()
     """
 )

@@ -7,22 +7,25 @@ from pathlib import Path
 import pytest
 
 from edgedepth.errors import DeviceError
-from edgedepth.trt.generation import (
-    TrtTarget,
-    detect_generation,
-    network_flags,
-    parse_target,
-    parse_version,
-    probe_api,
-)
+from edgedepth.trt.generation import TrtTarget, detect_generation, network_flags, parse_target, parse_version, probe_api
 from edgedepth.trt.network import network_flag_names
 
-from trt_facts import BUILDER_FLAGS, GENERATIONS, HARDWARE_LEVELS, NETWORK_FLAGS, VERSIONS, fake_tensorrt, fake_tensorrt_84
+from trt_facts import (
+    BUILDER_FLAGS,
+    GENERATIONS,
+    HARDWARE_LEVELS,
+    NETWORK_FLAGS,
+    VERSIONS,
+    fake_tensorrt,
+    fake_tensorrt_84,
+)
 
 HEADERS = Path(__file__).resolve().parents[3] / "shared" / "third_party" / "tensorrt-headers"
 
 
-@pytest.mark.parametrize("text, expected", [("8.5.2.2", (8, 5)), ("8.6.1", (8, 6)), ("10.3.0", (10, 3)), ("11.4.0.106", (11, 4))])
+@pytest.mark.parametrize("text, expected", [
+    ("8.5.2.2", (8, 5)), ("8.6.1", (8, 6)), ("10.3.0", (10, 3)), ("11.4.0.106", (11, 4)),
+])
 def test_version_strings_of_every_packaging_parse(text, expected):
     assert parse_version(text) == expected
 
@@ -48,7 +51,9 @@ def test_tensorrt_older_than_8_5_is_refused():
         detect_generation(fake_tensorrt_84())
 
 
-@pytest.mark.parametrize("key, needed", [("8.5", True), ("8.6", True), ("9.0", True), ("10.3", False), ("10.16", False), ("11.1", False)])
+@pytest.mark.parametrize("key, needed", [
+    ("8.5", True), ("8.6", True), ("9.0", True), ("10.3", False), ("10.16", False), ("11.1", False),
+])
 def test_explicit_batch_is_requested_exactly_where_implicit_batch_still_exists(key, needed):
     """9.x probes as the "10" helper, yet its parser asserts an explicit-batch network."""
     api = probe_api(fake_tensorrt(key))
@@ -76,7 +81,8 @@ def test_network_flags_use_each_generations_own_bits(key, strongly_typed, expect
 
 def test_probes_reflect_removed_and_added_apis():
     api11, api85, api86 = (probe_api(fake_tensorrt(key)) for key in ("11.1", "8.5", "8.6"))
-    assert (api11.fp16_flag, api11.int8_flag, api11.calibrator, api11.precision_constraints) == (False, False, False, False)
+    flags = (api11.fp16_flag, api11.int8_flag, api11.calibrator, api11.precision_constraints)
+    assert flags == (False, False, False, False)
     assert api11.progress_monitor and api11.strongly_typed_flag and api11.tf32_flag
     assert not api85.progress_monitor and not api85.optimization_level and not api85.version_compatible
     assert api86.optimization_level and api86.version_compatible and api86.hardware_levels == ("NONE", "AMPERE_PLUS")
@@ -84,7 +90,8 @@ def test_probes_reflect_removed_and_added_apis():
 
 
 @pytest.mark.parametrize("text, major, minor, generation", [
-    ("8.5", 8, 5, "8"), ("8.6.1", 8, 6, "8"), ("10", 10, None, "10"), ("10.16", 10, 16, "10"), ("11.4.0.106", 11, 4, "11"),
+    ("8.5", 8, 5, "8"), ("8.6.1", 8, 6, "8"), ("10", 10, None, "10"), ("10.16", 10, 16, "10"),
+    ("11.4.0.106", 11, 4, "11"),
 ])
 def test_targets_parse(text, major, minor, generation):
     target = parse_target(text)

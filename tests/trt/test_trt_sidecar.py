@@ -47,7 +47,9 @@ def test_sidecar_round_trips_through_its_file(tmp_path):
     read = read_sidecar(engine)
     assert read == written.replace(build_seconds=93.46)
     data = json.loads(sidecar_path(engine).read_text())
-    assert data["gpu"] == {"name": "Orin", "compute_capability": "8.7", "integrated": True, "machine": "aarch64", "system": "Linux"}
+    assert data["gpu"] == {
+        "name": "Orin", "compute_capability": "8.7", "integrated": True, "machine": "aarch64", "system": "Linux"
+    }
     assert data["build_options"]["fp32_nodes"] == ["/head/conv/Conv"] and data["format_version"] == 2
 
 
@@ -88,7 +90,8 @@ def test_compatibility_verdicts():
     assert "built with TensorRT 10.3.0 but this machine has 10.7.0" in compatibility_problem(sidecar(), "10.7.0", ORIN)
     desktop = sidecar(gpu=GpuInfo("NVIDIA RTX A2000", "8.7", integrated=False, machine="x86_64", system="Linux"))
     assert "not portable" in compatibility_problem(desktop, "10.3.0", ORIN)  # same compute, other platform
-    assert "aarch64" in compatibility_problem(sidecar(gpu=RTX), "10.3.0", GpuInfo("RTX", "8.9", False, "aarch64", "Linux"))
+    rtx_on_arm = GpuInfo("RTX", "8.9", False, "aarch64", "Linux")
+    assert "aarch64" in compatibility_problem(sidecar(gpu=RTX), "10.3.0", rtx_on_arm)
     assert "built for NVIDIA GeForce RTX 4090 (compute 8.9)" in compatibility_problem(sidecar(gpu=RTX), "10.3.0", A100)
 
 
@@ -105,8 +108,10 @@ def test_version_compatible_engines_run_on_later_tensorrt_one_major_step():
 def test_hardware_compatible_engines_need_a_discrete_ampere_or_newer_gpu():
     ampere_plus = sidecar(gpu=RTX, hardware_compatibility="ampere+")
     assert compatibility_problem(ampere_plus, "10.3.0", A100) is None
-    assert "Tesla T4" in compatibility_problem(ampere_plus, "10.3.0", GpuInfo("Tesla T4", "7.5", False, "x86_64", "Linux"))
-    on_orin = GpuInfo("Orin", "8.7", integrated=False, machine="x86_64", system="Linux")  # platform aside, Jetson refused
+    t4 = GpuInfo("Tesla T4", "7.5", False, "x86_64", "Linux")
+    assert "Tesla T4" in compatibility_problem(ampere_plus, "10.3.0", t4)
+    # Platform aside, Jetson is refused.
+    on_orin = GpuInfo("Orin", "8.7", integrated=False, machine="x86_64", system="Linux")
     assert compatibility_problem(ampere_plus, "10.3.0", on_orin.__class__(**{**on_orin.to_dict(), "integrated": True}))
     same_cc = sidecar(hardware_compatibility="same-compute-capability")
     assert compatibility_problem(same_cc, "10.3.0", ORIN_NX) is None
@@ -132,6 +137,8 @@ def test_rebuild_command_repeats_the_build_options():
 
 
 def test_failed_deserialisation_quotes_tensorrt():
-    lines = ["", "IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (expecting compute 8.7 got compute 8.6)"]
+    lines = [
+        "", "IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (expecting compute 8.7 got compute 8.6)"
+    ]
     message = deserialize_failure_message("m.engine", lines, sidecar())
     assert "expecting compute 8.7 got compute 8.6" in message and "depth-export engine --onnx depth.onnx" in message

@@ -123,7 +123,7 @@ class DepthSampleTransform:
         rgb, depth, mask = sample["rgb"], sample["depth"], sample["mask"]
         if self.augment is not None:
             rng = rng if rng is not None else np.random.default_rng()
-            rgb, depth, mask = self._augment(rgb, depth, mask, rng)
+            rgb, depth, mask = self._augment(self.augment, rgb, depth, mask, rng)
         else:
             rgb, depth, mask = self._resize(rgb, depth, mask)
         if self.max_depth is not None:
@@ -135,9 +135,10 @@ class DepthSampleTransform:
         resized_mask = nearest_resize(mask.astype(np.uint8), height, width).astype(bool)
         return resize_to_spec(rgb, self.spec), nearest_resize(depth, height, width), resized_mask
 
-    def _augment(self, rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
-        params = self.augment
-        scale = rng.uniform(params.scale_min, params.scale_max) if params.scale_max > params.scale_min else params.scale_min
+    def _augment(self, params: AugmentParams, rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray,
+                 rng: np.random.Generator):
+        drawn = params.scale_max > params.scale_min
+        scale = rng.uniform(params.scale_min, params.scale_max) if drawn else params.scale_min
         raw_h, raw_w = depth.shape
         top, left, crop_h, crop_w = random_crop_box(raw_h, raw_w, scale, rng)
         window = (slice(top, top + crop_h), slice(left, left + crop_w))
@@ -194,7 +195,8 @@ class PreparedDataset(Dataset):
         self._visits: Dict[int, int] = {}
 
     def __len__(self) -> int:
-        return len(self.raw)
+        # Map-style datasets have __len__; torch's Dataset base class leaves it undeclared.
+        return len(self.raw)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         return self.transform(self.raw[index], self.sample_rng(index))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -146,7 +146,8 @@ class DepthDataset(Dataset, abc.ABC):
         self.root = str(root)
         self.skip_corrupt = bool(skip_corrupt)
         self.skipped_count = 0
-        self.samples: List[object] = []
+        # One record per sample, of the format's own kind: a path, a pair of paths, an index.
+        self.samples: List[Any] = []
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -146,8 +146,12 @@ def build_dataloader(dataset: Dataset, batch_size: int, shuffle: bool = False, n
     initialised; the trainer calls ``loader.sampler.set_epoch(epoch)``).
     """
     if batch_size < 1 or num_workers < 0:
-        raise ConfigError(f"batch_size={batch_size}, num_workers={num_workers}: expected batch_size >= 1, num_workers >= 0")
-    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last) if distributed else None
+        raise ConfigError(
+            f"batch_size={batch_size}, num_workers={num_workers}: expected batch_size >= 1, num_workers >= 0"
+        )
+    sampler: Optional[DistributedSampler] = (
+        DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last) if distributed else None
+    )
     generator = torch.Generator()
     generator.manual_seed(int(seed))
     return DataLoader(

@@ -92,7 +92,7 @@ class NYUDepthV2(DepthDataset):
         if self.mat_path is None:
             self.samples = self._h5_samples(list_file)
         else:
-            self.samples = self._mat_indices(list_file)
+            self.samples = self._mat_indices(self.mat_path, list_file)
         require_samples(self.samples, self.root, H5_PATTERN)
 
     @staticmethod
@@ -110,41 +110,41 @@ class NYUDepthV2(DepthDataset):
         folder = os.path.join(self.root, self.split)
         return files_with_suffix(folder, [".h5"], recursive=True) if os.path.isdir(folder) else []
 
-    def _mat_indices(self, list_file: Optional[str]) -> List[int]:
+    def _mat_indices(self, mat_path: str, list_file: Optional[str]) -> List[int]:
         if list_file:
             one_based = [_parse_index(fields[0], list_file) for fields in read_list_file(list_file)]
         else:
-            one_based = self._official_split()
-        count = self._frame_count()
+            one_based = self._official_split(mat_path)
+        count = self._frame_count(mat_path)
         bad = [index for index in one_based if not 1 <= index <= count]
         if bad:
-            raise DataError(f"frame indices {bad[:5]} are outside 1..{count} of {self.mat_path} (indices are 1-based)")
+            raise DataError(f"frame indices {bad[:5]} are outside 1..{count} of {mat_path} (indices are 1-based)")
         return [index - 1 for index in one_based]
 
-    def _official_split(self) -> List[int]:
-        splits = os.path.join(os.path.dirname(self.mat_path), SPLITS_MAT)
+    def _official_split(self, mat_path: str) -> List[int]:
+        splits = os.path.join(os.path.dirname(mat_path), SPLITS_MAT)
         if self.split == "all":
-            return list(range(1, self._frame_count() + 1))
+            return list(range(1, self._frame_count(mat_path) + 1))
         if self.split not in SPLIT_VARIABLES:
             raise DataError(f"NYU split {self.split!r} is unknown: use one of {sorted(SPLIT_VARIABLES) + ['all']}")
         if not os.path.isfile(splits):
             raise DataError(
-                f"{splits} is missing: put the official splits.mat next to {self.mat_path}, or set "
+                f"{splits} is missing: put the official splits.mat next to {mat_path}, or set "
                 "data.train_list / data.val_list to a text file of 1-based frame indices"
             )
         return read_splits_mat(splits, SPLIT_VARIABLES[self.split])
 
-    def _frame_count(self) -> int:
+    def _frame_count(self, mat_path: str) -> int:
         # A short-lived handle: the process building the dataset may fork DataLoader workers.
-        with open_h5(self.mat_path) as handle:
+        with open_h5(mat_path) as handle:
             if "images" not in handle:
-                raise DataError(f"{self.mat_path} has no 'images' dataset: expected the labeled {LABELED_MAT}")
+                raise DataError(f"{mat_path} has no 'images' dataset: expected the labeled {LABELED_MAT}")
             return int(handle["images"].shape[0])
 
     def load(self, index: int) -> Sample:
-        if self.mat_path is None:
+        if self._mat is None:  # set exactly when mat_path is
             return self._load_h5(self.samples[index])
-        return self._load_mat(self.samples[index])
+        return self._load_mat(self._mat, self.samples[index])
 
     def _load_h5(self, path: str) -> Sample:
         # One small file per frame: opened and closed per read, so tens of thousands of files
@@ -157,11 +157,11 @@ class NYUDepthV2(DepthDataset):
         name = os.path.relpath(path, self.root)
         return make_sample(rgb.transpose(1, 2, 0), depth.astype(np.float32), name)
 
-    def _load_mat(self, frame: int) -> Sample:
+    def _load_mat(self, mat: MatHandle, frame: int) -> Sample:
         # (3, W, H) -> (H, W, 3) and (W, H) -> (H, W): undo MATLAB's column-major order.
-        handle = self._mat.get()
-        rgb = read_key(handle, self.mat_path, "images", frame).transpose(2, 1, 0)
-        depth = read_key(handle, self.mat_path, "depths", frame).T.astype(np.float32)
+        handle = mat.get()
+        rgb = read_key(handle, mat.path, "images", frame).transpose(2, 1, 0)
+        depth = read_key(handle, mat.path, "depths", frame).T.astype(np.float32)
         return make_sample(rgb, depth, f"{frame + 1:04d}")
 
 
