@@ -19,7 +19,8 @@ import numpy as np
 from edgedepth.colormap import colorize_depth
 from edgedepth.io import atomic_path
 from edgedepth.preprocess import import_cv2
-from edgedepth.training.data.synthetic import SyntheticScenes, render_scene
+from edgedepth.training.data.render import render_scene
+from edgedepth.training.data.synthetic import SyntheticScenes
 
 
 def single_process_timing(count: int, height: int, width: int) -> dict:

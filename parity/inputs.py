@@ -84,7 +84,7 @@ def noise_image(height: int, width: int, seed: int = 7) -> np.ndarray:
 
 
 def _scene_images(height: int, width: int) -> Dict[str, np.ndarray]:
-    from edgedepth.training.data.synthetic import render_scene
+    from edgedepth.training.data.render import render_scene
 
     scenes = {}
     for index, seed in enumerate(BUILTIN_SCENE_SEEDS):

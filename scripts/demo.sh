@@ -34,7 +34,7 @@ if command -v depth-parity >/dev/null; then
 fi
 
 echo "== 6. depth-run headless over a synthetic clip (video + 16-bit depth PNGs + stats)"
-python -m edgedepth.training.data.synthetic --clip "$RUN/clip.mp4" --frames 48 --size 240x320
+python -m edgedepth.training.data.clip --clip "$RUN/clip.mp4" --frames 48 --size 240x320
 depth-run --model "$RUN/model.onnx" --input "$RUN/clip.mp4" --no-display --output "$RUN/depth_view.mp4" \
   --save-depth "$RUN/depth" --stats-json "$RUN/run_stats.json"
 

@@ -86,7 +86,7 @@ def render_rooms(folder: Path, count: int, first_seed: int) -> Path:
     """``count`` rendered rooms as PNG files (BGR on disk, as OpenCV writes them)."""
     import cv2
 
-    from edgedepth.training.data.synthetic import render_scene
+    from edgedepth.training.data.render import render_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):

@@ -8,15 +8,16 @@ import pickle
 import numpy as np
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the train extra): edgedepth.training imports it")
+pytest.importorskip("torch", reason="needs torch (the train extra): SyntheticScenes is a torch Dataset")
 
 from edgedepth.errors import DataError
 from edgedepth.training.config import DataConfig, SyntheticConfig
-from edgedepth.training.data import synthetic
-from edgedepth.training.data.synthetic import (
-    TEXTURE_KINDS, Box, Camera, CameraRig, Cylinder, Light, Material, Room, Scene, Sphere, SyntheticScenes,
-    render_scene, texture_albedo,
-)
+from edgedepth.training.data import random_scenes, synthetic
+from edgedepth.training.data.random_scenes import CameraRig
+from edgedepth.training.data.render import GENERATOR_VERSION, render_scene
+from edgedepth.training.data.scene import Box, Camera, Cylinder, Light, Material, Room, Scene, Sphere
+from edgedepth.training.data.synthetic import SyntheticScenes
+from edgedepth.training.data.textures import TEXTURE_KINDS, texture_albedo
 
 WHITE = Material("plain", (0.8, 0.8, 0.8))
 
@@ -176,7 +177,7 @@ def test_cache_key_names_every_setting(tmp_path):
                 dict(rig=CameraRig(height=(1.3, 1.3))), dict(rig=CameraRig(pitch_deg=(-5.0, -5.0)))]
     names = {SyntheticScenes(**{**base, **change}).cache_name() for change in variants}
     assert len(names) == len(variants)
-    assert f"v{synthetic.GENERATOR_VERSION}" in names.pop()
+    assert f"v{GENERATOR_VERSION}" in names.pop()
 
 
 def test_corrupt_cache_is_rendered_again(tmp_path, caplog):
@@ -225,7 +226,7 @@ def test_camera_rig_places_the_camera_and_a_fixed_rig_fixes_the_floor_depth_per_
     rng = np.random.default_rng(3)
     bottom = []
     for _ in range(5):
-        camera = synthetic.sample_camera(rng, (20.0, 3.0, 20.0), rig)
+        camera = random_scenes.sample_camera(rng, (20.0, 3.0, 20.0), rig)
         camera = Camera((10.0, 1.3, 10.0), yaw=camera.yaw, pitch=camera.pitch, roll=camera.roll)
         _, depth, _ = render_scene(Scene(camera, empty_room((20.0, 3.0, 20.0)), Light((10.0, 2.8, 10.0))), 48, 64)
         bottom.append(float(depth[-1, 32]))
@@ -267,7 +268,7 @@ def test_bad_arguments_are_refused(kwargs, message):
 def test_write_clip_gives_a_playable_pan(tmp_path):
     import cv2
 
-    from edgedepth.training.data.synthetic import write_clip
+    from edgedepth.training.data.clip import write_clip
 
     path = write_clip(tmp_path / "pan.mp4", frames=6, height=64, width=96, seed=3)
     capture = cv2.VideoCapture(str(path))
