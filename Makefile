@@ -1,6 +1,7 @@
 # The two commands of the README. Each sets itself up (virtualenv + installs) and is idempotent.
 #   make demo   train on synthetic data for a few minutes, evaluate, print metrics
 #   make test   run the whole test suite
+#   make lint   ruff over the repository, mypy over the package (settings: pyproject.toml)
 #   make test-gpu   every gpu/tensorrt test, a missing GPU or CUDA binding failing instead of skipping
 #                   (on a bare CUDA machine: bash scripts/gpu_check.sh, which prepares everything)
 VENV ?= .venv
@@ -17,7 +18,7 @@ STAMP := $(VENV)/.edgedepth-installed
 # is absent; EDGEDEPTH_REQUIRE_TENSORRT=1 makes that a failure too).
 GPU_TESTS := -m "gpu or tensorrt or torch_cuda"
 
-.PHONY: demo test test-fast test-gpu install clean
+.PHONY: demo test test-fast test-gpu install lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# ruff's rules and mypy's settings live in pyproject.toml. scripts/typecheck.sh gives mypy the
+# package's module names (export/ is edgedepth.export; see the script).
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	PY=$(PY) bash scripts/typecheck.sh
+
 test-gpu: $(STAMP)
 	EDGEDEPTH_REQUIRE_GPU=1 $(PY) -m pytest -q -rs $(GPU_TESTS)
 
@@ -40,4 +47,4 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) .venv-gpu build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-gpu build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
