@@ -19,6 +19,7 @@ SUBPACKAGES = (
     "edgedepth/export",
     "edgedepth/calib",
     "edgedepth/runtime",
+    "edgedepth/runtime/sources",
     "edgedepth/configs",
 )
 CONSOLE_SCRIPTS = ("edgedepth", "depth-train", "depth-eval", "depth-ablate", "depth-export", "depth-calib",
