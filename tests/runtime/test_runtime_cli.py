@@ -194,7 +194,8 @@ def test_ctrl_c_finalises_the_video_and_the_stats(tiny_model, make_video, tmp_pa
     out, stats = tmp_path / "out.mp4", tmp_path / "s.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "edgedepth.runtime.cli", "--model", str(tiny_model.path), "--input",
-         str(make_video(count=20)), "--loop", "--no-display", "--quiet", "--output", str(out), "--stats-json", str(stats)],
+         str(make_video(count=20)), "--loop", "--no-display", "--quiet", "--output", str(out),
+         "--stats-json", str(stats)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

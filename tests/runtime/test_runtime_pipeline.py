@@ -71,7 +71,8 @@ def test_stages_overlap_so_throughput_follows_the_slowest_stage(tiny_model, make
     with open_backend(str(tiny_model.path)) as real:
         backend = SlowBackend(real, infer_s)
         start = time.perf_counter()
-        result = DepthPipeline(SlowSource(frames, read_s), backend, Outputs(), PipelineOptions(warmup_iterations=0)).run()
+        options = PipelineOptions(warmup_iterations=0)
+        result = DepthPipeline(SlowSource(frames, read_s), backend, Outputs(), options).run()
         elapsed = time.perf_counter() - start
     sequential = len(frames) * (read_s + infer_s)
     assert result.frames["processed"] == 8
@@ -85,7 +86,8 @@ def test_live_frames_stay_fresh_when_inference_is_slower_than_the_camera(tiny_mo
     with open_backend(str(tiny_model.path)) as real:
         backend = SlowBackend(real, 0.05)
         try:
-            result = DepthPipeline(source, backend, Outputs(), PipelineOptions(max_frames=10, warmup_iterations=0)).run()
+            options = PipelineOptions(max_frames=10, warmup_iterations=0)
+            result = DepthPipeline(source, backend, Outputs(), options).run()
         finally:
             source.close()
     assert result.frames["processed"] == 10 and result.frames["dropped"] > 20
@@ -158,11 +160,13 @@ def test_depth_range_changes_the_colours_not_the_metres(tiny_model, make_video, 
 def test_library_callers_receive_each_frame_with_its_metres(tiny_model, make_video):
     received = []
     with open_backend(str(tiny_model.path)) as backend, VideoFileSource(str(make_video(count=6))) as source:
-        result = DepthPipeline(source, backend, Outputs(on_depth=lambda frame, depth: received.append((frame, depth)))).run()
+        outputs = Outputs(on_depth=lambda frame, depth: received.append((frame, depth)))
+        result = DepthPipeline(source, backend, outputs).run()
     assert result.frames["processed"] == 6 and [f.index for f, _ in received] == list(range(6))
     for frame, depth in received:
         assert depth.shape == (64, 96) and depth.dtype == np.float32
-        np.testing.assert_allclose(depth, tiny_model.reference(preprocess(frame.image, tiny_model.spec))[0, 0], atol=1e-5)
+        reference = tiny_model.reference(preprocess(frame.image, tiny_model.spec))[0, 0]
+        np.testing.assert_allclose(depth, reference, atol=1e-5)
 
 
 def test_lost_camera_ends_the_run_with_outputs_finalised(tiny_model, tmp_path):
@@ -174,7 +178,8 @@ def test_lost_camera_ends_the_run_with_outputs_finalised(tiny_model, tmp_path):
             raise SourceError("cannot open camera /dev/video0")
         return camera
 
-    source = LiveSource(opener, "camera /dev/video0", ReconnectPolicy(attempts=2, initial_delay_s=0.01), frame_timeout_s=2.0)
+    policy = ReconnectPolicy(attempts=2, initial_delay_s=0.01)
+    source = LiveSource(opener, "camera /dev/video0", policy, frame_timeout_s=2.0)
     out = tmp_path / "until_lost.mp4"
     with open_backend(str(tiny_model.path)) as backend:
         try:

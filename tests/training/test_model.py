@@ -102,7 +102,8 @@ def test_encoder_uses_torchvision_keys_and_reports_widths_and_strides():
     assert list(encoder.state_dict()["conv1.weight"].shape) == [64, 3, 7, 7]
     assert encoder.channels == [64, 64, 128, 256, 512]
     features = encoder(torch.zeros(1, 3, 64, 96))
-    assert [tuple(f.shape[1:]) for f in features] == [(c, 64 // s, 96 // s) for c, s in zip(encoder.channels, (2, 4, 8, 16, 32))]
+    expected = [(c, 64 // s, 96 // s) for c, s in zip(encoder.channels, (2, 4, 8, 16, 32))]
+    assert [tuple(f.shape[1:]) for f in features] == expected
     assert build_resnet_encoder("resnet34").channels == [64, 64, 128, 256, 512]
     assert len(build_resnet_encoder("resnet34").layer3) == 6
 
@@ -131,7 +132,8 @@ def test_pretrained_file_with_wrong_shape_is_refused(tmp_path):
     state["conv1.weight"] = torch.zeros(64, 4, 7, 7)  # e.g. an RGB-D stem
     path = tmp_path / "rgbd.pth"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match=r"1 mis-shaped keys \(conv1.weight: \[64, 4, 7, 7\] vs \[64, 3, 7, 7\]\)"):
+    mis_shaped = r"1 mis-shaped keys \(conv1.weight: \[64, 4, 7, 7\] vs \[64, 3, 7, 7\]\)"
+    with pytest.raises(CheckpointError, match=mis_shaped):
         load_pretrained(build_resnet_encoder("resnet18"), str(path))
 
 
@@ -205,7 +207,8 @@ def test_onnx_export_matches_torch_and_keeps_head_nodes_findable(tmp_path, optio
                 p.fill_(0.5)
     x = torch.randn(1, 3, 64, 64)
     path = tmp_path / "model.onnx"
-    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["input"], output_names=["depth"])
+    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["input"],
+                      output_names=["depth"])
     node_names = {node.name for node in onnx.load(str(path)).graph.node}
     assert {"/head/conv/Conv", "/head/sigmoid/Sigmoid", "/head/Mul"} <= node_names
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
