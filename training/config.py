@@ -2,7 +2,11 @@
 
 OmegaConf structured configs do the merging and type checking; this module adds what users
 need on top: unknown keys refused with a "did you mean", values checked against their allowed
-range, shipped configs found by name, and the resolved config saved next to every run.
+values or range, shipped configs found by name, and the resolved config saved next to every run.
+
+Each key's default, allowed values or range, and reason sit on its own line (:func:`option`);
+``CHOICES``, ``RANGES``, ``KNOWN_KEYS``, the model builders' defaults and docs/CONFIG.md are
+derived from there (detectron2's "one defaults file").
 """
 from __future__ import annotations
 
@@ -10,135 +14,276 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from edgedepth.errors import ConfigError, SpecError
+from edgedepth.metrics import ALIGNMENTS, CROPS
 from edgedepth.spec import ModelSpec, check_input_size
+
+#: ``(low, high)``, both inclusive; None = unbounded on that side.
+Bounds = Tuple[Optional[float], Optional[float]]
+POSITIVE: Bounds = (1e-6, None)
+
+
+def option(default: Any, *, help: str, choices: Sequence[Any] = (), range: Optional[Bounds] = None) -> Any:
+    """A dataclass field holding its default, allowed ``choices`` or ``range``, and one-line ``help``.
+
+    The merged config is checked against them (:func:`check_value`); docs/CONFIG.md shows all three.
+    """
+    metadata = {"help": help, "choices": tuple(choices), "range": range}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def section(cls: type, *, help: str) -> Any:
+    """A nested section: its own dataclass of options."""
+    return field(default_factory=cls, metadata={"help": help, "choices": (), "range": None, "section": cls})
 
 
 @dataclass
 class ModelConfig:
-    #: Registered architecture name (see ``edgedepth.training.model.available_models()``).
-    architecture: str = "resnet18"
-    #: Encoder initialisation: ``none`` (random), ``imagenet`` (download when online) or a path
-    #: to a torchvision-format ``resnet18.pth``.
-    pretrained: str = "none"
-    activation: str = "elu"  # elu | gelu
-    attention: str = "none"  # none | spatial
-    rezero: bool = False
-    decoder_channels: List[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    architecture: str = option("resnet18", help="registered network (edgedepth.training.model.available_models())")
+    pretrained: str = option("none", help="encoder init: none (random), imagenet (downloaded) or a torchvision .pth")
+    activation: str = option("elu", choices=("elu", "gelu"), help="decoder activation")
+    attention: str = option("none", choices=("none", "spatial"), help="CBAM spatial attention after each decoder block")
+    rezero: bool = option(False, help="decoder residual branches start switched off (ReZero alpha = 0)")
+    decoder_channels: List[int] = option([256, 128, 64, 32, 16], help="widths of the 5 decoder stages, stride 16 to 1")
 
 
 @dataclass
 class AugmentConfig:
-    hflip: bool = True
-    #: Max relative change of brightness / contrast / saturation (0 disables colour jitter).
-    color_jitter: float = 0.2
-    #: Random scale-up then crop back to size; depth is divided by the scale so it stays metric.
-    #: Off by default (1.0, 1.0): with fixed intrinsics and camera height, dividing depth by the
-    #: zoom contradicts the floor-geometry cue (on synthetic rooms it cost 5 points of d1 at 1400
-    #: steps); BTS / AdaBins-style metric training does not scale either. E.g. 1.0, 1.2 to enable.
-    scale_min: float = 1.0
-    scale_max: float = 1.0
+    hflip: bool = option(True, help="random horizontal flip")
+    color_jitter: float = option(0.2, range=(0.0, 1.0), help="max relative brightness/contrast/saturation change")
+    # Off by default (1.0, 1.0): with fixed intrinsics and camera height, dividing depth by the
+    # zoom contradicts the floor-geometry cue (on synthetic rooms it cost 5 points of d1 at 1400
+    # steps); BTS / AdaBins-style metric training does not scale either. E.g. 1.0, 1.2 to enable.
+    scale_min: float = option(1.0, range=(1.0, 4.0), help="random scale-up, then crop back; depth is divided by it")
+    scale_max: float = option(1.0, range=(1.0, 4.0), help="upper end of the random scale (>= scale_min)")
 
 
 @dataclass
 class SyntheticConfig:
-    num_train: int = 2000
-    num_val: int = 200
-    seed: int = 0
-    #: Rendered samples are cached here (keyed by generator version, size, seed and camera rig).
-    cache_dir: str = ".cache/edgedepth/synthetic"
-    #: Camera height above the floor, metres: [low, high], drawn uniformly (equal = fixed mount).
-    camera_height: List[float] = field(default_factory=lambda: [1.1, 1.5])
-    #: Camera pitch, degrees (positive looks up): [low, high]. Match your robot's mount.
-    camera_pitch_deg: List[float] = field(default_factory=lambda: [-14.0, 3.0])
+    num_train: int = option(2000, range=(1, None), help="rendered training rooms")
+    num_val: int = option(200, range=(1, None), help="rendered validation (and test) rooms")
+    seed: int = option(0, help="generator seed: other rooms, same size and rig")
+    cache_dir: str = option(".cache/edgedepth/synthetic", help="render cache (keyed by generator, size, seed, rig)")
+    camera_height: List[float] = option([1.1, 1.5], help="camera height, metres: [low, high] (equal = fixed mount)")
+    camera_pitch_deg: List[float] = option([-14.0, 3.0], help="camera pitch, degrees, + looks up: [low, high]")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthetic"  # synthetic | nyu | kitti | folder | diode
-    root: Optional[str] = None
-    height: int = 96
-    width: int = 128
-    min_depth: float = 0.1
-    max_depth: float = 10.0
-    mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
-    train_split: str = "train"
-    val_split: str = "val"
-    #: Optional file lists (one sample per line) overriding the dataset's own split.
-    train_list: Optional[str] = None
-    val_list: Optional[str] = None
-    #: ``folder`` dataset: 16-bit PNG depth value per metre (1000 mm, 5000 TUM, 256 KITTI).
-    depth_scale: float = 1000.0
-    skip_corrupt: bool = False
-    num_workers: int = 2
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    dataset: str = option("synthetic", choices=("synthetic", "nyu", "kitti", "folder", "diode"), help="the reader")
+    root: Optional[str] = option(None, help="dataset folder (every dataset but synthetic needs one)")
+    height: int = option(96, help="network input height, a multiple of 32")
+    width: int = option(128, help="network input width, a multiple of 32")
+    min_depth: float = option(0.1, range=POSITIVE, help="metres; lower end of the trained range (ModelSpec)")
+    max_depth: float = option(10.0, range=POSITIVE, help="metres; the head outputs (0, max_depth), farther GT masked")
+    mean: List[float] = option([0.485, 0.456, 0.406], help="per-channel normalisation mean (ImageNet)")
+    std: List[float] = option([0.229, 0.224, 0.225], help="per-channel normalisation std (ImageNet)")
+    train_split: str = option("train", help="the dataset's split used for training")
+    val_split: str = option("val", help="the dataset's split used for validation")
+    train_list: Optional[str] = option(None, help="file list (one sample per line) overriding the train split")
+    val_list: Optional[str] = option(None, help="file list (one sample per line) overriding the val split")
+    depth_scale: float = option(1000.0, range=POSITIVE, help="folder PNG units/metre (1000 mm, 5000 TUM, 256 KITTI)")
+    skip_corrupt: bool = option(False, help="replace a missing or unreadable sample by the next readable one")
+    num_workers: int = option(2, range=(0, 64), help="DataLoader worker processes (0 = main process)")
+    augment: AugmentConfig = section(AugmentConfig, help="training-time augmentation")
+    synthetic: SyntheticConfig = section(SyntheticConfig, help="the procedural rooms of data.dataset=synthetic")
 
 
 @dataclass
 class LossConfig:
-    ssi_weight: float = 0.5
-    silog_weight: float = 0.5
-    gradient_weight: float = 0.0
-    gradient_scales: List[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    gradient_space: str = "depth"  # depth | log
-    ssi_standardize: str = "lstsq"  # lstsq | mad
-    ssi_space: str = "depth"  # depth | disparity
-    silog_lambda: float = 0.85
-    silog_scale: float = 10.0
+    ssi_weight: float = option(0.5, range=(0.0, None), help="weight of the scale-and-shift-invariant L1 (MiDaS)")
+    silog_weight: float = option(0.5, range=(0.0, None), help="weight of the scale-invariant log loss")
+    gradient_weight: float = option(0.0, range=(0.0, None), help="weight of the multi-scale gradient loss")
+    gradient_scales: List[int] = option([1, 2, 4, 8], help="gradient loss downsampling factors, each listed once")
+    gradient_space: str = option("depth", choices=("depth", "log"), help="gradients of depth or of log depth")
+    ssi_standardize: str = option("lstsq", choices=("lstsq", "mad"), help="least-squares scale+shift or median/MAD")
+    ssi_space: str = option("depth", choices=("depth", "disparity"), help="SSI compares depth or 1 / depth")
+    silog_lambda: float = option(0.85, range=(0.0, 1.0), help="SiLog variance weight (1 ignores a global scale)")
+    silog_scale: float = option(10.0, range=POSITIVE, help="SiLog output multiplier (AdaBins uses 10)")
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    amp: str = "auto"  # auto | none | bf16 | fp16 (CUDA only; auto = bf16 where supported)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    output_dir: str = "runs/default"
-    log_every: int = 10
-    image_every: int = 200
-    eval_every: int = 500
-    checkpoint_every: int = 200
-    #: Abort after this many non-finite losses in a row (each one skips its step).
-    max_nonfinite: int = 20
-    #: Precise BN: at the end, re-estimate BatchNorm statistics over this many training batches
-    #: with the final weights (0 = keep the running averages).
-    precise_bn_batches: int = 50
+    steps: int = option(2000, range=(1, None), help="optimiser steps; the cosine LR schedule ends there")
+    batch_size: int = option(8, range=(1, None), help="images per step (per process under DDP)")
+    lr: float = option(1e-3, range=(1e-12, 10.0), help="AdamW peak learning rate")
+    weight_decay: float = option(1e-4, range=(0.0, 1.0), help="AdamW decoupled weight decay")
+    warmup_steps: int = option(100, range=(0, None), help="linear LR warm-up steps before the cosine decay")
+    grad_clip: float = option(1.0, range=(0.0, None), help="max gradient norm (0 = no clipping)")
+    amp: str = option("auto", choices=("auto", "none", "bf16", "fp16"), help="auto = bf16 where fast; fp16 CUDA only")
+    seed: int = option(0, help="seeds torch, numpy, random and the data order")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    output_dir: str = option("runs/default", help="run folder: config.yaml, checkpoints/, TensorBoard events")
+    log_every: int = option(10, range=(1, None), help="steps between loss logs")
+    image_every: int = option(200, range=(1, None), help="steps between TensorBoard image panels")
+    eval_every: int = option(500, range=(1, None), help="steps between validations (and best.pt updates)")
+    checkpoint_every: int = option(200, range=(1, None), help="steps between writes of checkpoints/last.pt")
+    max_nonfinite: int = option(20, range=(1, None), help="abort after this many non-finite losses in a row")
+    precise_bn_batches: int = option(50, range=(0, None), help="re-estimate BatchNorm at the end (0 = keep running)")
 
 
 @dataclass
 class EvalConfig:
-    split: str = "val"
-    batch_size: int = 8
-    crop: str = "none"  # none | eigen_nyu | garg_kitti | eigen_kitti
-    alignment: str = "none"  # none | median | scale_shift
-    #: Max number of validation samples evaluated during training (0 = all).
-    max_samples: int = 0
+    split: str = option("val", help="split depth-eval reads (val = data.val_split)")
+    batch_size: int = option(8, range=(1, None), help="images per evaluation batch")
+    crop: str = option("none", choices=CROPS, help="standard crop: eigen_nyu (NYU), garg_kitti / eigen_kitti")
+    alignment: str = option("none", choices=ALIGNMENTS, help="align prediction to GT before metrics")
+    max_samples: int = option(0, range=(0, None), help="validation samples evaluated during training (0 = all)")
 
 
 @dataclass
 class Config:
-    name: str = "default"
-    description: str = ""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    name: str = option("default", help="run name")
+    description: str = option("", help="what this config is for")
+    model: ModelConfig = section(ModelConfig, help="the network")
+    data: DataConfig = section(DataConfig, help="dataset, input size, depth range, augmentation")
+    loss: LossConfig = section(LossConfig, help="loss terms and their weights")
+    train: TrainConfig = section(TrainConfig, help="optimisation, logging and checkpoints")
+    eval: EvalConfig = section(EvalConfig, help="evaluation during training and by depth-eval")
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived from the field metadata
+# ---------------------------------------------------------------------------------------------
+def _walk(cls: type = Config, prefix: str = "") -> Iterator[Tuple[str, "dataclasses.Field[Any]"]]:
+    for fld in dataclasses.fields(cls):
+        yield prefix + fld.name, fld
+        if "section" in fld.metadata:
+            yield from _walk(fld.metadata["section"], f"{prefix}{fld.name}.")
+
+
+#: Every dotted key of the schema (sections included) and its field.
+FIELDS: Dict[str, "dataclasses.Field[Any]"] = dict(_walk())
+KNOWN_KEYS: Tuple[str, ...] = tuple(FIELDS)
+#: Allowed values, checked after every merge.
+CHOICES: Dict[str, Tuple[Any, ...]] = {key: f.metadata["choices"] for key, f in FIELDS.items() if f.metadata["choices"]}
+#: Numeric ranges (inclusive; None = unbounded), checked after every merge.
+RANGES: Dict[str, Bounds] = {key: f.metadata["range"] for key, f in FIELDS.items() if f.metadata["range"]}
+#: The loss section's keys (``DepthLoss`` keywords) and its weights.
+LOSS_KEYS: Tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LossConfig))
+LOSS_WEIGHT_KEYS: Tuple[str, ...] = tuple(key for key in LOSS_KEYS if key.endswith("_weight"))
+#: Model keys that are not ``ModelSpec.arch_options``: the spec holds the architecture itself, and
+#: the encoder's initial weights do not change the network.
+_NOT_ARCH_OPTIONS = ("architecture", "pretrained")
+
+
+def defaults(cls: type) -> Dict[str, Any]:
+    """A section's defaults as a plain dict (fresh lists)."""
+    return dataclasses.asdict(cls())
+
+
+def arch_options(model: Any) -> Dict[str, Any]:
+    """The ``ModelSpec.arch_options`` of a model section (``ModelConfig`` or its node), plain values."""
+    names = [f.name for f in dataclasses.fields(ModelConfig) if f.name not in _NOT_ARCH_OPTIONS]
+    return {name: _plain(getattr(model, name)) for name in names}
+
+
+def _plain(value: Any) -> Any:
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def with_defaults(base: Mapping[str, Any], options: Mapping[str, Any], what: str) -> Dict[str, Any]:
+    """``options`` over ``base`` (the defaults); a key ``base`` lacks raises ConfigError."""
+    unknown = sorted(map(str, set(options) - set(base)))
+    if unknown:
+        raise ConfigError(
+            f"unknown {what} keys {unknown}{did_you_mean(unknown[0], base)}; expected some of {list(base)}"
+        )
+    return {**base, **options}
+
+
+def config_reference() -> str:
+    """docs/CONFIG.md: every key with its default, allowed values or range, and reason."""
+    lines = ["# Config reference", "", _REFERENCE_INTRO, "", "| key | default | allowed | why |", "|---|---|---|---|"]
+    for key, fld in FIELDS.items():
+        if "section" in fld.metadata:
+            lines.append(f"| **`{key}`** | | | {fld.metadata['help']} |")
+            continue
+        default = fld.default_factory() if fld.default_factory is not dataclasses.MISSING else fld.default
+        choices, bounds = fld.metadata["choices"], fld.metadata["range"]
+        allowed = ", ".join(map(str, choices)) if choices else (_bounds_text(bounds) if bounds else "")
+        shown = default if isinstance(default, str) and default else json.dumps(default)
+        lines.append(f"| `{key}` | `{shown}` | {allowed} | {fld.metadata['help']} |")
+    return "\n".join(lines) + "\n"
+
+
+_REFERENCE_INTRO = (
+    "Generated from the field metadata in `training/config.py`, the one place where defaults, allowed\n"
+    "values and ranges live; `tests/training/test_config_metadata.py` fails when this page is stale.\n"
+    "Regenerate: `python -c \"from edgedepth.training.config import config_reference as r; "
+    "print(r(), end='')\" > docs/CONFIG.md`.\n\n"
+    "The merged config (defaults <- `_base_` files <- the YAML <- `key=value` overrides) is checked:\n"
+    "ranges are inclusive and NaN or Inf is never in one. Rules across keys: `data.min_depth` < `data.max_depth`;\n"
+    "`data.height` and `data.width` are multiples of 32; `data.mean` and `data.std` hold 3 values;\n"
+    "`scale_min` <= `scale_max`; at least one loss weight is > 0; `loss.gradient_scales` are positive\n"
+    "integers, each listed once; `model.decoder_channels` lists 5 widths."
+)
+
+
+def _bounds_text(bounds: Bounds) -> str:
+    low, high = bounds
+    return f"[{low}, {'inf' if high is None else high}]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks (shared by config validation and the library guards of DepthLoss and the loss terms)
+# ---------------------------------------------------------------------------------------------
+def check_value(key: str, value: Any) -> None:
+    """Raise ConfigError unless ``value`` is one of the dotted ``key``'s choices and inside its range."""
+    choices, bounds = FIELDS[key].metadata["choices"], FIELDS[key].metadata["range"]
+    if choices and value not in choices:
+        raise ConfigError(f"{key} is {value!r}, which is not allowed; choose one of {', '.join(map(str, choices))}")
+    if bounds and not _in_range(value, bounds):
+        raise ConfigError(f"{key} is {value!r}; expected a value in {_bounds_text(bounds)}")
+
+
+def _in_range(value: Any, bounds: Bounds) -> bool:
+    """True for a finite number (not a bool) inside ``bounds``; NaN and Inf are never in range."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    low, high = bounds
+    inside = (low is None or number >= low) and (high is None or number <= high)
+    return not isinstance(value, bool) and math.isfinite(number) and inside
+
+
+def check_loss_weights(weights: Mapping[str, Any]) -> None:
+    """Raise ConfigError when every loss weight is 0 (each one's range is checked by check_value)."""
+    if not any(float(weights[key]) > 0 for key in LOSS_WEIGHT_KEYS):
+        keys = ", ".join(f"loss.{key}" for key in LOSS_WEIGHT_KEYS)
+        raise ConfigError(f"all loss weights are 0 ({keys}); set at least one > 0")
+
+
+def check_gradient_scales(scales: Sequence[Any]) -> Tuple[int, ...]:
+    """``loss.gradient_scales`` as a tuple of ints; ConfigError unless positive integers, each once."""
+    checked = tuple(int(s) for s in scales)
+    if not checked or any(s < 1 for s in checked) or any(s != float(o) for s, o in zip(checked, scales)):
+        raise ConfigError(
+            f"loss.gradient_scales is {list(scales)}; expected positive integers such as [1, 2, 4, 8]"
+        )
+    if len(set(checked)) != len(checked):
+        raise ConfigError(f"loss.gradient_scales {list(scales)} repeats a scale; list each scale once")
+    return checked
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,51 +292,6 @@ class Config:
 #: Where the shipped configs live (repository ``configs/``, installed as ``edgedepth.configs``).
 SHIPPED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BASE_KEY = "_base_"
-
-#: Allowed values of the string choices, checked after every merge.
-CHOICES: Dict[str, Sequence[str]] = {
-    "model.activation": ("elu", "gelu"),
-    "model.attention": ("none", "spatial"),
-    "data.dataset": ("synthetic", "nyu", "kitti", "folder", "diode"),
-    "loss.gradient_space": ("depth", "log"),
-    "loss.ssi_standardize": ("lstsq", "mad"),
-    "loss.ssi_space": ("depth", "disparity"),
-    "train.amp": ("auto", "none", "bf16", "fp16"),
-    "eval.crop": ("none", "eigen_nyu", "garg_kitti", "eigen_kitti"),
-    "eval.alignment": ("none", "median", "scale_shift"),
-}
-
-#: Numeric ranges (inclusive lower, inclusive upper; None = unbounded).
-RANGES: Dict[str, tuple] = {
-    "data.min_depth": (1e-6, None),
-    "data.max_depth": (1e-6, None),
-    "data.num_workers": (0, 64),
-    "data.depth_scale": (1e-6, None),
-    "data.augment.color_jitter": (0.0, 1.0),
-    "data.augment.scale_min": (1.0, 4.0),
-    "data.augment.scale_max": (1.0, 4.0),
-    "data.synthetic.num_train": (1, None),
-    "data.synthetic.num_val": (1, None),
-    "loss.ssi_weight": (0.0, None),
-    "loss.silog_weight": (0.0, None),
-    "loss.gradient_weight": (0.0, None),
-    "loss.silog_lambda": (0.0, 1.0),
-    "loss.silog_scale": (1e-6, None),
-    "train.steps": (1, None),
-    "train.batch_size": (1, None),
-    "train.lr": (1e-12, 10.0),
-    "train.weight_decay": (0.0, 1.0),
-    "train.warmup_steps": (0, None),
-    "train.grad_clip": (0.0, None),
-    "train.log_every": (1, None),
-    "train.image_every": (1, None),
-    "train.eval_every": (1, None),
-    "train.checkpoint_every": (1, None),
-    "train.max_nonfinite": (1, None),
-    "train.precise_bn_batches": (0, None),
-    "eval.batch_size": (1, None),
-    "eval.max_samples": (0, None),
-}
 
 
 def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
@@ -243,41 +343,24 @@ def _deep_merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def _known_keys(node: Any = None, prefix: str = "") -> list:
-    """Every dotted key of the schema (for "did you mean" suggestions)."""
-    cls = Config if node is None else node
-    keys = []
-    for fld in dataclasses.fields(cls):
-        dotted = f"{prefix}{fld.name}"
-        keys.append(dotted)
-        default = fld.default_factory() if fld.default_factory is not dataclasses.MISSING else fld.default  # type: ignore[misc]
-        if dataclasses.is_dataclass(default):
-            keys.extend(_known_keys(type(default), dotted + "."))
-    return keys
-
-
 def _unknown_key_error(key: str, source: str) -> ConfigError:
-    known = _known_keys()
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
     leaf = key.rsplit(".", 1)[-1]
     if not close:
-        close = [k for k in known if k.rsplit(".", 1)[-1] == leaf][:1]
-    hint = f"; did you mean {close[0]!r}?" if close else "; see configs/base.yaml for the valid keys"
+        close = [k for k in KNOWN_KEYS if k.rsplit(".", 1)[-1] == leaf][:1]
+    hint = f"; did you mean {close[0]!r}?" if close else "; see docs/CONFIG.md for the valid keys"
     return ConfigError(f"unknown config key {key!r} in {source}{hint}")
 
 
-def _check_keys(data: Dict[str, Any], source: str, prefix: str = "", schema: Any = Config) -> None:
-    fields = {f.name: f for f in dataclasses.fields(schema)}
+def _check_keys(data: Dict[str, Any], source: str, prefix: str = "") -> None:
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        if key not in fields:
+        if dotted not in FIELDS:
             raise _unknown_key_error(dotted, source)
-        fld = fields[key]
-        default = fld.default_factory() if fld.default_factory is not dataclasses.MISSING else fld.default  # type: ignore[misc]
-        if dataclasses.is_dataclass(default):
+        if "section" in FIELDS[dotted].metadata:
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {dotted!r} in {source} is a section; got the value {value!r}")
-            _check_keys(value, source, dotted + ".", type(default))
+            _check_keys(value, source, dotted + ".")
 
 
 def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
@@ -339,21 +422,10 @@ def _merge_and_validate(layers: list) -> DictConfig:
     return cfg
 
 
-def _lookup(cfg: DictConfig, dotted: str) -> Any:
-    return OmegaConf.select(cfg, dotted)
-
-
 def validate_config(cfg: DictConfig) -> None:
     """Check choices, ranges and cross-field rules; raise ConfigError naming the key."""
-    for key, allowed in CHOICES.items():
-        value = _lookup(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(allowed)}")
-    for key, (low, high) in RANGES.items():
-        value = _lookup(cfg, key)
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"[{low}, {'inf' if high is None else high}]"
-            raise ConfigError(f"{key}={value} is out of range; expected a value in {bounds}")
+    for key in (*CHOICES, *RANGES):
+        check_value(key, OmegaConf.select(cfg, key))
     _validate_cross_fields(cfg)
 
 
@@ -368,15 +440,13 @@ def _validate_cross_fields(cfg: DictConfig) -> None:
         )
     if cfg.data.augment.scale_min > cfg.data.augment.scale_max:
         raise ConfigError("data.augment.scale_min must not exceed data.augment.scale_max")
-    weights = (cfg.loss.ssi_weight, cfg.loss.silog_weight, cfg.loss.gradient_weight)
-    if sum(weights) <= 0:
-        raise ConfigError("loss weights are all 0; set at least one of loss.ssi_weight, loss.silog_weight, loss.gradient_weight > 0")
-    if cfg.loss.gradient_weight > 0 and (not cfg.loss.gradient_scales or min(cfg.loss.gradient_scales) < 1):
-        raise ConfigError(f"loss.gradient_scales={list(cfg.loss.gradient_scales)} must be a non-empty list of integers >= 1")
+    check_loss_weights(cfg.loss)
+    check_gradient_scales(cfg.loss.gradient_scales)
     if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3:
         raise ConfigError("data.mean and data.std must have 3 values (one per colour channel)")
-    if not cfg.model.decoder_channels or len(cfg.model.decoder_channels) != 5:
-        raise ConfigError(f"model.decoder_channels must list 5 widths (one per decoder stage), got {list(cfg.model.decoder_channels)}")
+    channels = list(cfg.model.decoder_channels)
+    if len(channels) != 5:
+        raise ConfigError(f"model.decoder_channels must list 5 widths (one per decoder stage), got {channels}")
 
 
 def config_to_dict(cfg: DictConfig) -> Dict[str, Any]:
@@ -409,11 +479,6 @@ def spec_from_config(cfg: DictConfig) -> ModelSpec:
         mean=tuple(cfg.data.mean),
         std=tuple(cfg.data.std),
         architecture=str(cfg.model.architecture),
-        arch_options={
-            "activation": str(cfg.model.activation),
-            "attention": str(cfg.model.attention),
-            "rezero": bool(cfg.model.rezero),
-            "decoder_channels": [int(c) for c in cfg.model.decoder_channels],
-        },
+        arch_options=arch_options(cfg.model),
         config_hash=config_hash(cfg),
     )

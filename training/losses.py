@@ -13,6 +13,9 @@ Every term is a small module taking ``(pred, target, valid_mask)``: depth in met
 
 ``DepthLoss`` combines the terms with the weights of ``LossConfig`` (training/config.py) and
 returns ``(total, {"ssi": .., "silog": .., "grad": .., "grad/s1": .., ..., "total": ..})``.
+``LossConfig`` is the one place of the keys, defaults, allowed values and ranges: the classes
+here take their defaults from it and check their arguments with its checks (so the messages
+match the config's), as a guard for direct API callers.
 """
 from __future__ import annotations
 
@@ -23,14 +26,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edgedepth.errors import ConfigError
+from edgedepth.training.config import (
+    LOSS_KEYS,
+    LOSS_WEIGHT_KEYS,
+    LossConfig,
+    check_gradient_scales,
+    check_loss_weights,
+    check_value,
+    defaults,
+    with_defaults,
+)
 
 #: Depth below this (metres) is clamped before ``log`` and ``1 / depth``, so both stay finite.
 MIN_DEPTH = 1e-6
 
-SSI_STANDARDIZE = ("lstsq", "mad")
-SSI_SPACES = ("depth", "disparity")
-GRADIENT_SPACES = ("depth", "log")
+_DEFAULTS = defaults(LossConfig)
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -57,11 +67,6 @@ def _safe_log(x: Tensor, valid: Tensor) -> Tensor:
     return torch.log(_safe(x, valid, 1.0).clamp_min(MIN_DEPTH))
 
 
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} is {value!r}; expected one of {', '.join(choices)}")
-
-
 # ----------------------------------------------------------------------------- SSI
 
 
@@ -85,10 +90,15 @@ class SSILoss(nn.Module):
     ``space="disparity"`` works on ``1 / depth``; target pixels <= 0 then count as invalid.
     """
 
-    def __init__(self, standardize: str = "lstsq", space: str = "depth", eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        standardize: str = _DEFAULTS["ssi_standardize"],
+        space: str = _DEFAULTS["ssi_space"],
+        eps: float = 1e-6,
+    ) -> None:
         super().__init__()
-        _check_choice("ssi_standardize", standardize, SSI_STANDARDIZE)
-        _check_choice("ssi_space", space, SSI_SPACES)
+        check_value("loss.ssi_standardize", standardize)
+        check_value("loss.ssi_space", space)
         self.standardize = standardize
         self.space = space
         self.eps = eps
@@ -155,12 +165,12 @@ class SiLogLoss(nn.Module):
     With ``lambd = 1`` the loss ignores a global scale of ``pred``.
     """
 
-    def __init__(self, lambd: float = 0.85, scale: float = 10.0, eps: float = 1e-12) -> None:
+    def __init__(
+        self, lambd: float = _DEFAULTS["silog_lambda"], scale: float = _DEFAULTS["silog_scale"], eps: float = 1e-12
+    ) -> None:
         super().__init__()
-        if not 0.0 <= lambd <= 1.0:
-            raise ConfigError(f"silog_lambda is {lambd}; expected a value in [0, 1] (0.85 is usual)")
-        if not scale > 0.0:
-            raise ConfigError(f"silog_scale is {scale}; expected a positive number (10 is usual)")
+        check_value("loss.silog_lambda", lambd)
+        check_value("loss.silog_scale", scale)
         self.lambd = lambd
         self.scale = scale
         self.eps = eps
@@ -194,10 +204,12 @@ class MultiScaleGradientLoss(nn.Module):
     each, for the whole batch at once.
     """
 
-    def __init__(self, scales: Sequence[int] = (1, 2, 4, 8), space: str = "depth") -> None:
+    def __init__(
+        self, scales: Sequence[int] = tuple(_DEFAULTS["gradient_scales"]), space: str = _DEFAULTS["gradient_space"]
+    ) -> None:
         super().__init__()
-        _check_choice("gradient_space", space, GRADIENT_SPACES)
-        self.scales = _check_scales(scales)
+        check_value("loss.gradient_space", space)
+        self.scales = check_gradient_scales(scales)
         self.space = space
 
     def forward(self, pred: Tensor, target: Tensor, valid_mask: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -249,17 +261,6 @@ def _erode3x3(valid: Tensor) -> Tensor:
     return rows[..., :-2, :] & rows[..., 1:-1, :] & rows[..., 2:, :]
 
 
-def _check_scales(scales: Sequence[int]) -> Tuple[int, ...]:
-    checked = tuple(int(s) for s in scales)
-    if not checked or any(s < 1 for s in checked) or any(s != float(o) for s, o in zip(checked, scales)):
-        raise ConfigError(
-            f"gradient_scales is {list(scales)}; expected positive integers such as [1, 2, 4, 8]"
-        )
-    if len(set(checked)) != len(checked):
-        raise ConfigError(f"gradient_scales {list(scales)} repeats a scale; list each scale once")
-    return checked
-
-
 # ----------------------------------------------------------------------------- composite
 
 
@@ -269,28 +270,22 @@ class DepthLoss(nn.Module):
     ``forward(pred, target, mask)`` returns ``(total, terms)``: ``total`` is the weighted sum (a
     tensor with grad); ``terms`` maps ``ssi``, ``silog``, ``grad``, ``grad/s1``, ... to the
     *unweighted* value of each term and ``total`` to the weighted sum, as python floats. A term
-    with weight 0 is neither computed nor reported. Keyword names match ``LossConfig``.
+    with weight 0 is neither computed nor reported. The keywords are ``LossConfig``'s keys; a
+    missing one takes its default from there.
     """
 
-    def __init__(
-        self,
-        ssi_weight: float = 0.5,
-        silog_weight: float = 0.5,
-        gradient_weight: float = 0.0,
-        gradient_scales: Sequence[int] = (1, 2, 4, 8),
-        gradient_space: str = "depth",
-        ssi_standardize: str = "lstsq",
-        ssi_space: str = "depth",
-        silog_lambda: float = 0.85,
-        silog_scale: float = 10.0,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__()
-        self.weights = _check_weights(ssi=ssi_weight, silog=silog_weight, grad=gradient_weight)
+        values = with_defaults(_DEFAULTS, options, "loss")
+        for key in LOSS_WEIGHT_KEYS:
+            check_value(f"loss.{key}", values[key])
+        check_loss_weights(values)
+        self.weights = {term: float(values[key]) for term, key in _WEIGHT_KEYS.items()}
         # Every term is built (so a typo in a disabled term's options is still reported), and
         # only the ones with a weight are kept.
-        ssi = SSILoss(ssi_standardize, ssi_space)
-        silog = SiLogLoss(silog_lambda, silog_scale)
-        grad = MultiScaleGradientLoss(gradient_scales, gradient_space)
+        ssi = SSILoss(values["ssi_standardize"], values["ssi_space"])
+        silog = SiLogLoss(values["silog_lambda"], values["silog_scale"])
+        grad = MultiScaleGradientLoss(values["gradient_scales"], values["gradient_space"])
         self.ssi = ssi if self.weights["ssi"] > 0 else None
         self.silog = silog if self.weights["silog"] > 0 else None
         self.grad = grad if self.weights["grad"] > 0 else None
@@ -299,15 +294,8 @@ class DepthLoss(nn.Module):
     def from_config(cls, cfg: Any) -> "DepthLoss":
         """Build from ``LossConfig``, an OmegaConf node or a plain mapping (missing keys: defaults)."""
         if isinstance(cfg, Mapping):
-            unknown = sorted(set(cfg) - set(_CONFIG_KEYS))
-            if unknown:
-                raise ConfigError(f"unknown loss keys {unknown}; expected some of {list(_CONFIG_KEYS)}")
-            values = {key: cfg[key] for key in _CONFIG_KEYS if key in cfg}
-        else:
-            values = {key: getattr(cfg, key) for key in _CONFIG_KEYS if hasattr(cfg, key)}
-        if "gradient_scales" in values:
-            values["gradient_scales"] = tuple(values["gradient_scales"])
-        return cls(**values)
+            return cls(**{str(key): value for key, value in cfg.items()})
+        return cls(**{key: getattr(cfg, key) for key in LOSS_KEYS if hasattr(cfg, key)})
 
     @property
     def term_names(self) -> List[str]:
@@ -333,35 +321,5 @@ class DepthLoss(nn.Module):
         return total, dict(zip(values.keys(), floats))
 
 
-_CONFIG_KEYS = (
-    "ssi_weight",
-    "silog_weight",
-    "gradient_weight",
-    "gradient_scales",
-    "gradient_space",
-    "ssi_standardize",
-    "ssi_space",
-    "silog_lambda",
-    "silog_scale",
-)
-
-
-def _check_weights(**weights: Any) -> Dict[str, float]:
-    """The weights as floats; ConfigError unless each is finite and >= 0 and one is > 0."""
-    checked = {name: _as_weight(name, weight) for name, weight in weights.items()}
-    if not any(weight > 0 for weight in checked.values()):
-        raise ConfigError(
-            "all loss weights are 0 (ssi_weight, silog_weight, gradient_weight); set at least one > 0"
-        )
-    return checked
-
-
-def _as_weight(name: str, weight: Any) -> float:
-    config_name = "gradient_weight" if name == "grad" else f"{name}_weight"
-    try:
-        value = float(weight)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(weight, bool) or not (math.isfinite(value) and value >= 0):
-        raise ConfigError(f"{config_name} is {weight!r}; expected a finite number >= 0")
-    return value
+#: Term name (as reported by ``forward``) -> its weight's key in ``LossConfig``.
+_WEIGHT_KEYS = {"ssi": "ssi_weight", "silog": "silog_weight", "grad": "gradient_weight"}

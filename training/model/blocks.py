@@ -13,9 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedepth.errors import ConfigError
+from edgedepth.training.config import CHOICES
 
+#: The implementation of each ``model.activation`` choice (a test checks they agree).
 ACTIVATIONS: Dict[str, Type[nn.Module]] = {"elu": nn.ELU, "gelu": nn.GELU}
-ATTENTIONS = ("none", "spatial")
+ATTENTIONS = CHOICES["model.attention"]
 
 
 def make_activation(name: str) -> nn.Module:
@@ -28,7 +30,7 @@ def make_activation(name: str) -> nn.Module:
 class ConvBNAct(nn.Sequential):
     """3x3 (or ``kernel_size``) conv without bias, BatchNorm, then an optional activation."""
 
-    def __init__(self, in_channels: int, out_channels: int, activation: str = "elu", kernel_size: int = 3) -> None:
+    def __init__(self, in_channels: int, out_channels: int, activation: str, kernel_size: int = 3) -> None:
         layers = [
             nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(out_channels),

@@ -18,9 +18,10 @@ class DecoderBlock(nn.Module):
         in_channels: int,
         skip_channels: int,
         out_channels: int,
-        activation: str = "elu",
-        attention: str = "none",
-        rezero: bool = False,
+        *,
+        activation: str,
+        attention: str,
+        rezero: bool,
     ) -> None:
         super().__init__()
         self.reduce = ConvBNAct(in_channels, out_channels, activation)
@@ -42,16 +43,18 @@ class DepthDecoder(nn.Module):
     """Upsamples the stride-32 feature back to full resolution, adding encoder features on the way.
 
     ``encoder_channels`` are the widths at strides 2, 4, 8, 16, 32; block ``i`` upsamples to
-    stride ``16 / 2**i`` and adds the encoder feature of that stride (none at stride 1).
+    stride ``16 / 2**i`` and adds the encoder feature of that stride (none at stride 1). The
+    options are resolved ones (from ``ModelConfig``); there are no defaults here.
     """
 
     def __init__(
         self,
         encoder_channels: Sequence[int],
-        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
-        activation: str = "elu",
-        attention: str = "none",
-        rezero: bool = False,
+        *,
+        decoder_channels: Sequence[int],
+        activation: str,
+        attention: str,
+        rezero: bool,
     ) -> None:
         super().__init__()
         if len(decoder_channels) != len(encoder_channels):
@@ -62,7 +65,8 @@ class DepthDecoder(nn.Module):
         skips = list(encoder_channels[-2::-1]) + [0]  # strides 16, 8, 4, 2, then none at stride 1
         ins = [encoder_channels[-1]] + list(decoder_channels[:-1])
         self.blocks = nn.ModuleList(
-            DecoderBlock(i, s, o, activation, attention, rezero) for i, s, o in zip(ins, skips, decoder_channels)
+            DecoderBlock(i, s, o, activation=activation, attention=attention, rezero=rezero)
+            for i, s, o in zip(ins, skips, decoder_channels)
         )
         self.out_channels = int(decoder_channels[-1])
 

@@ -1,29 +1,23 @@
 """Model registry (timm-style): architectures register a builder by name; ``create_model`` builds.
 
 A builder is called as ``builder(spec, pretrained=..., activation=..., attention=..., rezero=...,
-decoder_channels=...)`` and returns a :class:`~edgedepth.training.model.depthnet.DepthNet`.
+decoder_channels=...)`` with every option resolved (``ModelSpec.arch_options`` over the defaults of
+``ModelConfig`` in training/config.py, their one place) and returns a
+:class:`~edgedepth.training.model.depthnet.DepthNet`.
 """
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, TypeVar
 
 from edgedepth.errors import ConfigError
 from edgedepth.spec import ModelSpec
+from edgedepth.training.config import ModelConfig, arch_options, did_you_mean, with_defaults
 
 if TYPE_CHECKING:  # the registry itself needs no model classes at import time
     from edgedepth.training.model.depthnet import DepthNet
 
 ModelBuilder = Callable[..., "DepthNet"]
 BuilderT = TypeVar("BuilderT", bound=ModelBuilder)
-
-#: Every ``ModelSpec.arch_options`` key a builder understands, with its default.
-ARCH_OPTION_DEFAULTS: Dict[str, Any] = {
-    "activation": "elu",
-    "attention": "none",
-    "rezero": False,
-    "decoder_channels": [256, 128, 64, 32, 16],
-}
 
 _MODELS: Dict[str, ModelBuilder] = {}
 
@@ -45,20 +39,12 @@ def available_models() -> List[str]:
     return sorted(_MODELS)
 
 
-def _did_you_mean(word: str, choices: List[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def resolve_arch_options(options: Mapping[str, Any]) -> Dict[str, Any]:
-    """``options`` over the defaults; unknown keys and ill-typed values raise ConfigError."""
-    for key in options:
-        if key not in ARCH_OPTION_DEFAULTS:
-            raise ConfigError(
-                f"arch option {key!r} is unknown{_did_you_mean(key, list(ARCH_OPTION_DEFAULTS))}; "
-                f"known options: {sorted(ARCH_OPTION_DEFAULTS)}"
-            )
-    resolved = {**ARCH_OPTION_DEFAULTS, **options}
+    """``options`` over ModelConfig's defaults; unknown keys and ill-typed values raise ConfigError.
+
+    A checkpoint written before an option existed lacks it and gets its default here.
+    """
+    resolved = with_defaults(arch_options(ModelConfig()), options, "arch option")
     if not isinstance(resolved["rezero"], bool):
         raise ConfigError(f"arch option rezero={resolved['rezero']!r} must be true or false")
     channels = resolved["decoder_channels"]
@@ -79,6 +65,6 @@ def create_model(spec: ModelSpec, pretrained: str = "none") -> "DepthNet":
     if builder is None:
         raise ConfigError(
             f"model architecture {spec.architecture!r} is unknown"
-            f"{_did_you_mean(spec.architecture, available_models())}; available: {available_models()}"
+            f"{did_you_mean(spec.architecture, available_models())}; available: {available_models()}"
         )
     return builder(spec, pretrained=pretrained, **resolve_arch_options(spec.arch_options))
