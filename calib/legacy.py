@@ -26,12 +26,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from tqdm import tqdm
 
-from edgedepth.calib.dataset import (
+from edgedepth.calib.calibration_set import (
     DEFAULT_NUM_IMAGES,
     CalibrationSet,
     build_calibration_set,
     calibration_batches,
-    preprocess_hash,
 )
 from edgedepth.calib.errors import CalibrationCacheError, CalibrationError
 from edgedepth.io import sha256_file, write_bytes_atomic, write_json_atomic
@@ -90,7 +89,7 @@ def cache_key(onnx_path: PathLike, spec: ModelSpec, batch_size: int, algorithm: 
     """The key of a cache for this FP32 ONNX, its preprocessing, batch and algorithm."""
     check_algorithm(algorithm)
     shape = (int(batch_size), 3, spec.height, spec.width)
-    return CacheKey(sha256_file(onnx_path), preprocess_hash(spec), shape, algorithm)
+    return CacheKey(sha256_file(onnx_path), spec.preprocessing_key(), shape, algorithm)
 
 
 def check_algorithm(algorithm: str) -> None:

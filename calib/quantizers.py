@@ -40,7 +40,7 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from edgedepth.calib.dataset import calibration_batches
+from edgedepth.calib.calibration_set import calibration_batches
 from edgedepth.calib.errors import CalibrationError
 from edgedepth.trt.generation import TrtTarget
 

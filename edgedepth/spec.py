@@ -7,6 +7,7 @@ the input size, normalisation or depth range.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ ONNX_METADATA_KEY = "edgedepth.model_spec"
 SIZE_MULTIPLE = 32
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Bump when the preprocessing changes what a given spec produces: it is part of every preprocessing key.
+PREPROCESS_KEY_VERSION = 1
 
 
 def nearest_valid_sizes(value: int, multiple: int = SIZE_MULTIPLE) -> Tuple[int, int]:
@@ -99,6 +102,26 @@ class ModelSpec:
         """Nominal input shape (1, 3, H, W)."""
         return (1, 3, self.height, self.width)
 
+    def preprocessing_fields(self) -> Dict[str, Any]:
+        """The fields that decide what the preprocessing produces, with the key's version."""
+        return {
+            "height": self.height,
+            "width": self.width,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "color_order": self.color_order,
+            "layout": self.layout,
+            "version": PREPROCESS_KEY_VERSION,
+        }
+
+    def preprocessing_key(self) -> str:
+        """Short hash of :meth:`preprocessing_fields`: equal keys mean an image becomes the same network input.
+
+        Saved calibration sets and TensorRT calibration caches store it, so its value must stay stable.
+        """
+        text = json.dumps(self.preprocessing_fields(), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
     def replace(self, **changes: Any) -> "ModelSpec":
         """A copy with ``changes`` applied (validated)."""
         return dataclasses.replace(self, **changes)
@@ -151,14 +174,3 @@ class ModelSpec:
                 f"found {sorted(props)}): export it with `depth-export onnx`"
             )
         return cls.from_json(props[ONNX_METADATA_KEY])
-
-
-def spec_from_onnx(path: str) -> ModelSpec:
-    """Read the ModelSpec of an ONNX file without loading its weights into memory twice."""
-    import onnx  # lazy: the core must import without onnx
-
-    model = onnx.load(path, load_external_data=False)
-    props = {p.key: p.value for p in model.metadata_props}
-    return ModelSpec.from_metadata_props(props, source=str(path))
-
-

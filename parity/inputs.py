@@ -15,10 +15,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from edgedepth import probes
 from edgedepth.errors import EdgeDepthError
+from edgedepth.media import VIDEO_EXTENSIONS, GlobSource, ImageSource, evenly_spaced, open_media
+from edgedepth.parity.artifacts import ParityUsageError
 from edgedepth.preprocess import import_cv2
 from edgedepth.spec import ModelSpec
-from edgedepth.parity.artifacts import ParityUsageError
 
 DEFAULT_MAX_IMAGES = 32
 INPUT_GROUPS = ("scene", "stress")
@@ -100,8 +102,6 @@ def builtin_images(height: int, width: int) -> Dict[str, Tuple[str, np.ndarray]]
     smooth gradients, checkerboards, hard edges, saturated white and black frames,
     salt-and-pepper and noise, the extremes where reduced precision breaks first.
     """
-    from edgedepth.export import probes
-
     scenes = _scene_images(height, width)
     scenes["shapes"] = probes.scene_image(height, width, np.random.default_rng(11))
     images: Dict[str, np.ndarray] = {}
@@ -133,34 +133,16 @@ def builtin_inputs(spec: ModelSpec) -> InputSet:
 # --------------------------------------------------------------------------- files
 
 
-def _file_source(source: str) -> Any:
-    from edgedepth.calib.dataset import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FolderSource, VideoSource
-
-    path = Path(source)
-    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS):
-        return FolderSource(path)
-    if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-        return VideoSource(path)
+def _file_source(source: str) -> ImageSource:
+    media = open_media(source)
+    if media is not None:
+        return media
     if glob.has_magic(source):
-        return _glob_source(source)
+        return GlobSource(source)
     raise ParityUsageError(
         f"--images {source!r} is neither a folder, an image, a video ({', '.join(VIDEO_EXTENSIONS)}) nor a glob "
         "matching images; check the path (datasets with depth go to --gt-data)"
     )
-
-
-def _glob_source(pattern: str) -> Any:
-    from edgedepth.calib.dataset import IMAGE_EXTENSIONS, FolderSource
-
-    class GlobSource(FolderSource):
-        """The images a glob matches (sorted), read like a folder's."""
-
-        def __init__(self) -> None:  # noqa: D401 - the folder reader with a glob's file list
-            self.files = sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
-            self.description = f"glob {pattern} ({len(self.files)} images)"
-            self.skipped: List[str] = []
-
-    return GlobSource()
 
 
 def _display_name(name: str, source: str) -> str:
@@ -172,8 +154,6 @@ def _display_name(name: str, source: str) -> str:
 
 def image_inputs(source: str, max_images: int = DEFAULT_MAX_IMAGES) -> InputSet:
     """Up to ``max_images`` evenly spaced images of a folder, glob, image file or video (BGR)."""
-    from edgedepth.calib.dataset import evenly_spaced
-
     opened = _file_source(source)
     if len(opened) == 0:
         raise ParityUsageError(f"--images {source!r}: {opened.description} holds no readable image")
@@ -202,13 +182,12 @@ def dataset_inputs(config: str, checkpoint: str, spec: ModelSpec, split: Optiona
                    max_images: int = DEFAULT_MAX_IMAGES) -> InputSet:
     """Evenly spaced samples (RGB + depth) of a dataset config's split, resized to the reference size
     exactly as ``depth-eval`` prepares them; task metrics use the config's ``eval.crop``/``alignment``."""
-    from edgedepth.calib.dataset import evenly_spaced
-
     try:
         from edgedepth.training.data import build_dataset
+        from edgedepth.training.evaluate import evaluation_split
 
         cfg = _dataset_config(config, checkpoint)
-        split = split or (cfg.data.val_split if cfg.eval.split == "val" else cfg.eval.split)
+        split = evaluation_split(cfg, split)
         dataset = build_dataset(cfg.data, split, spec=spec, train=False)
     except ImportError as exc:
         raise ParityUsageError(f"--gt-data needs the training extras ({exc}): `pip install edgedepth[train]`") from exc

@@ -21,6 +21,11 @@ def _crop_option(crop: str) -> Optional[str]:
     return None if crop == "none" else crop
 
 
+def evaluation_split(cfg: DictConfig, split: Optional[str] = None) -> str:
+    """The split to evaluate: ``split`` when given, else ``eval.split`` (``"val"`` means ``data.val_split``)."""
+    return split or (cfg.data.val_split if cfg.eval.split == "val" else cfg.eval.split)
+
+
 @torch.no_grad()
 def evaluate_model(
     model: torch.nn.Module,
@@ -67,11 +72,12 @@ def evaluate_checkpoint(
     # The checkpoint's own config is the base; a --config file and overrides go on top.
     stored = read_checkpoint(checkpoint)["config"]
     cfg = load_config(config, overrides, base=stored)
-    split = split or (cfg.data.val_split if cfg.eval.split == "val" else cfg.eval.split)
+    split = evaluation_split(cfg, split)
     dataset = build_dataset(cfg.data, split, spec=spec, train=False)
     if cfg.eval.max_samples:
         dataset = torch.utils.data.Subset(dataset, range(min(len(dataset), int(cfg.eval.max_samples))))
-    loader = build_dataloader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=cfg.data.num_workers, seed=0)
+    loader = build_dataloader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
+                              num_workers=cfg.data.num_workers, seed=0)
     metrics = evaluate_model(model, loader, spec, cfg.eval)
     return {
         "checkpoint": str(checkpoint),

@@ -11,7 +11,7 @@ import pytest
 from edgedepth.calib import legacy
 from edgedepth.calib.errors import CalibrationCacheError, CalibrationError
 from edgedepth.errors import DeviceError
-from edgedepth.calib.dataset import calibration_batches
+from edgedepth.calib.calibration_set import calibration_batches
 from edgedepth.spec import ModelSpec
 
 from calib_helpers import build_small_depth_onnx, moving_frames

@@ -17,7 +17,7 @@ def _spread_depth_model(spec: ModelSpec):
     takes minutes on this CPU.)"""
     import torch
 
-    from edgedepth.export.probes import probe_dict
+    from edgedepth.probes import probe_dict
     from edgedepth.training.model import create_model
 
     torch.manual_seed(0)

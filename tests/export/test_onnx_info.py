@@ -1,4 +1,4 @@
-"""Graph facts other stages reuse: precision kind, output head, node names."""
+"""Graph facts other stages reuse: precision kind, output head, node names, the stored ModelSpec."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgedepth.errors import ExportError
+from edgedepth.errors import ExportError, SpecError
 from edgedepth.export import onnx_info
+from edgedepth.spec import ModelSpec
 
 
 def _qdq_model() -> onnx.ModelProto:
@@ -70,3 +71,21 @@ def test_missing_or_damaged_file_is_an_export_error(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not a protobuf at all")
     with pytest.raises(ExportError, match="not a readable ONNX"):
         onnx_info.onnx_precision(tmp_path / "bad.onnx")
+
+
+def test_read_spec_reads_the_metadata_of_a_file_or_a_model(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["depth"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 3, 64, 64])],
+    )
+    model = helper.make_model(graph)
+    spec = ModelSpec(height=64, width=64)
+    helper.set_model_props(model, spec.to_metadata_props())
+    onnx.save(model, str(tmp_path / "with.onnx"))
+    assert onnx_info.read_spec(str(tmp_path / "with.onnx")) == spec
+    assert onnx_info.read_spec(model) == spec
+    helper.set_model_props(model, {})
+    onnx.save(model, str(tmp_path / "without.onnx"))
+    with pytest.raises(SpecError, match="without.onnx"):
+        onnx_info.read_spec(str(tmp_path / "without.onnx"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgedepth.export.probes import probe_batches
+from edgedepth.probes import probe_batches
 
 from export_testing import SPEC
 

@@ -1,19 +1,17 @@
-"""Calibration data: sources, even sampling, held-out split, the shared preprocessing, saved sets."""
+"""The calibration set: sources, even sampling, held-out split, the shared preprocessing, saved sets."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from edgedepth.calib import dataset
-from edgedepth.calib.dataset import (
+from edgedepth.calib import calibration_set
+from edgedepth.calib.calibration_set import (
     MIN_CALIBRATION_IMAGES,
     allocate,
     build_calibration_set,
-    evenly_spaced,
     load_calibration_set,
-    open_source,
-    preprocess_hash,
+    open_calibration_source,
     save_calibration_set,
     set_sidecar_path,
 )
@@ -38,14 +36,6 @@ def _frame_index(batch_item: np.ndarray, spec: ModelSpec) -> int:
     """Undo the preprocessing of the blue channel to read the frame index back (RGB spec: channel 2)."""
     blue = batch_item[2].mean() * spec.std[2] + spec.mean[2]
     return int(round(blue * 255 / 5))
-
-
-def test_evenly_spaced_covers_the_whole_range_without_repeats():
-    picks = evenly_spaced(1000, 10)
-    assert picks == sorted(set(picks)) and len(picks) == 10
-    assert picks[0] < 100 and picks[-1] >= 900  # start and end of a recording are both sampled
-    assert evenly_spaced(5, 10) == [0, 1, 2, 3, 4]
-    assert evenly_spaced(0, 3) == []
 
 
 def test_allocate_shares_picks_evenly_and_gives_a_small_sources_rest_to_the_others():
@@ -105,17 +95,22 @@ def test_dataset_config_source_reads_rgb_samples(tmp_path):
 
 def test_a_shipped_config_name_is_a_dataset_source(monkeypatch):
     opened = []
-    monkeypatch.setattr(dataset, "DatasetSource", lambda config, split: opened.append((config, split)) or "source")
-    assert open_source("demo", split="train") == "source"
+
+    def fake_dataset_source(config, split):
+        opened.append((config, split))
+        return "source"
+
+    monkeypatch.setattr(calibration_set, "DatasetSource", fake_dataset_source)
+    assert open_calibration_source("demo", split="train") == "source"
     assert opened == [("demo", "train")]
 
 
 def test_unknown_source_and_saved_set_give_clear_errors(tmp_path):
     with pytest.raises(CalibrationError, match="neither a folder"):
-        open_source(str(tmp_path / "missing_dir"))
+        open_calibration_source(str(tmp_path / "missing_dir"))
     (tmp_path / "set.npy").write_bytes(b"")
     with pytest.raises(CalibrationError, match="--load-set"):
-        open_source(str(tmp_path / "set.npy"))
+        open_calibration_source(str(tmp_path / "set.npy"))
 
 
 def test_zero_images_is_an_error_and_few_images_warn(tmp_path):
@@ -160,7 +155,7 @@ def test_saved_set_round_trips_and_is_refused_for_other_preprocessing(tmp_path):
     assert np.array_equal(loaded.calibration, cset.calibration) and np.array_equal(loaded.held_out, cset.held_out)
     assert loaded.calibration_names == cset.calibration_names
     other = SPEC.replace(mean=(0.5, 0.5, 0.5))
-    assert preprocess_hash(other) != preprocess_hash(SPEC)
+    assert other.preprocessing_key() != SPEC.preprocessing_key()
     with pytest.raises(CalibrationError, match="was preprocessed for 64x96 RGB mean"):
         load_calibration_set(path, other)
     with pytest.raises(CalibrationError, match="was preprocessed for"):

@@ -1,5 +1,6 @@
-"""Probe inputs for export self-checks: random, structured and extreme images, all preprocessed
-by the one preprocessing, so the checks see what a camera would feed the network.
+"""Probe inputs: random, structured and extreme images, all preprocessed by the one preprocessing,
+so the checks see what a camera would feed the network. Export's self-checks run on them, and
+parity's built-in set draws its gradient, checkerboard, scene and salt-and-pepper images from here.
 
 ``random_normal`` exercises every weight; gradients, checkerboards and synthetic scenes look like
 real frames (edges, smooth regions, textures); saturated white/black and high-contrast frames
@@ -71,7 +72,9 @@ def _images(name: str, height: int, width: int, batch: int, rng: np.random.Gener
     raise ValueError(f"unknown probe {name!r}")
 
 
-def probe_batch(name: str, spec: ModelSpec, batch: int = 1, height: int = 0, width: int = 0, seed: int = 0) -> np.ndarray:
+def probe_batch(
+    name: str, spec: ModelSpec, batch: int = 1, height: int = 0, width: int = 0, seed: int = 0
+) -> np.ndarray:
     """One named probe as network input ``batch x 3 x H x W`` float32 (H, W default to the spec's).
 
     ``random_normal`` is N(0, 1) noise straight in network space; every other probe is a uint8

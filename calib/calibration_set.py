@@ -1,19 +1,19 @@
-"""Calibration data: images from folders, frames from videos, or a training dataset config.
+"""The calibration set: images from folders, frames from videos, or a training dataset config.
 
 Every image goes through the one preprocessing (:func:`edgedepth.preprocess.preprocess`) with the
 model's own :class:`~edgedepth.spec.ModelSpec`, so calibration sees exactly what the runtime feeds
 the network. Images are picked at evenly spaced positions, spread evenly across several sources,
 so a calibration set of 500 covers a 20 000-frame recording from start to end instead of its
-first 20 seconds. The images not picked for calibration supply the held-out set that checks the
-INT8 graph, unless a separate ``--eval-data`` source is given.
+first 20 seconds (the readers are the core's :mod:`edgedepth.media`). The images not picked for
+calibration supply the held-out set that checks the INT8 graph, unless a separate ``--eval-data``
+source is given.
 
 A preprocessed set can be saved (``.npy`` plus a ``.npy.json`` sidecar holding the preprocessing
-hash) and reused; a set made for another input size, normalisation or colour order is refused.
+key, :meth:`~edgedepth.spec.ModelSpec.preprocessing_key`) and reused; a set made for another input
+size, normalisation or colour order is refused.
 """
 from __future__ import annotations
 
-import abc
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +22,13 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from tqdm import tqdm
 
+from edgedepth.calib.errors import CalibrationError
 from edgedepth.errors import EdgeDepthError
 from edgedepth.io import atomic_path, sha256_file, write_json_atomic
-from edgedepth.preprocess import import_cv2, preprocess
+from edgedepth.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ImageSource, evenly_spaced, open_media
+from edgedepth.preprocess import preprocess
 from edgedepth.spec import ModelSpec
-from edgedepth.calib.errors import CalibrationError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts")
 CONFIG_EXTENSIONS = (".yaml", ".yml")
 #: Below this many calibration images the activation ranges are a guess: warn.
 MIN_CALIBRATION_IMAGES = 32
@@ -37,56 +36,18 @@ DEFAULT_NUM_IMAGES = 500
 DEFAULT_NUM_EVAL = 50
 #: Without ``--eval-data`` at most this share of a small source is held out for the check.
 HELD_OUT_SHARE = 0.2
-#: Bump when preprocessing changes what a given spec produces: it is part of every set/cache key.
-PREPROCESS_KEY_VERSION = 1
 SET_FORMAT = "edgedepth.calibration_set/1"
 PathLike = Union[str, Path]
 
 
-# ---------------------------------------------------------------------------------------------
-# Keys
-# ---------------------------------------------------------------------------------------------
-
-
-def preprocessing_fields(spec: ModelSpec) -> Dict[str, object]:
-    """The spec fields that decide what the preprocessing produces."""
-    return {
-        "height": spec.height,
-        "width": spec.width,
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-        "color_order": spec.color_order,
-        "layout": spec.layout,
-        "version": PREPROCESS_KEY_VERSION,
-    }
-
-
-def preprocess_hash(spec: ModelSpec) -> str:
-    """Short hash of :func:`preprocessing_fields`: equal hashes mean identical network inputs."""
-    text = json.dumps(preprocessing_fields(spec), sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def describe_preprocessing(fields: Dict[str, object]) -> str:
-    """``96x128 RGB mean [..] std [..]`` for messages."""
+    """``96x128 RGB mean [..] std [..]`` (from :meth:`ModelSpec.preprocessing_fields`) for messages."""
     return f"{fields['height']}x{fields['width']} {fields['color_order']} mean {fields['mean']} std {fields['std']}"
 
 
 # ---------------------------------------------------------------------------------------------
-# Even sampling
+# Even sampling over several sources
 # ---------------------------------------------------------------------------------------------
-
-
-def evenly_spaced(total: int, count: int) -> List[int]:
-    """``count`` distinct indices spread over ``range(total)`` (all of them when count >= total).
-
-    Centred strides: index i is ``floor((i + 0.5) * total / count)``, so neither end is favoured.
-    """
-    if count <= 0 or total <= 0:
-        return []
-    if count >= total:
-        return list(range(total))
-    return [int((i + 0.5) * total / count) for i in range(count)]
 
 
 def allocate(sizes: Sequence[int], total: int) -> List[int]:
@@ -119,102 +80,8 @@ def calibration_batches(data: np.ndarray, batch_size: int) -> List[np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sources
+# Sources: the core's image and video readers, and a training dataset config
 # ---------------------------------------------------------------------------------------------
-
-
-class ImageSource(abc.ABC):
-    """A sized collection of images that can be read at chosen indices (in increasing order)."""
-
-    description: str = ""
-    #: Channel order the images come in ("BGR" from OpenCV, "RGB" from datasets).
-    input_order: str = "BGR"
-
-    @abc.abstractmethod
-    def __len__(self) -> int:
-        """Number of images."""
-
-    @abc.abstractmethod
-    def read(self, indices: Sequence[int]) -> Iterator[Tuple[str, np.ndarray]]:
-        """Yield ``(name, uint8 HxWx3 image)`` for ``indices`` (sorted); unreadable items are skipped."""
-
-
-class FolderSource(ImageSource):
-    """Image files in a folder and its subfolders (sorted by relative path), or one image file."""
-
-    def __init__(self, path: PathLike) -> None:
-        root = Path(path)
-        if root.is_file():
-            self.files = [root]
-        else:
-            self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        self.description = f"folder {root} ({len(self.files)} images)" if root.is_dir() else f"image {root}"
-        self.skipped: List[str] = []
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def read(self, indices: Sequence[int]) -> Iterator[Tuple[str, np.ndarray]]:
-        cv2 = import_cv2()
-        for index in sorted(indices):
-            path = self.files[index]
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grey/alpha/16-bit -> 8-bit BGR
-            if image is None:
-                self.skipped.append(str(path))
-                continue
-            yield str(path), image
-
-
-class VideoSource(ImageSource):
-    """Frames of a video file, read sequentially (seeking is unreliable in many codecs)."""
-
-    def __init__(self, path: PathLike) -> None:
-        self.path = Path(path)
-        self.frame_count = self._count_frames()
-        self.description = f"video {self.path} ({self.frame_count} frames)"
-
-    def _open(self):
-        cv2 = import_cv2()
-        capture = cv2.VideoCapture(str(self.path))
-        if not capture.isOpened():
-            raise CalibrationError(
-                f"video {self.path} cannot be opened by OpenCV: convert it to H.264 MP4 (ffmpeg -i in -c:v libx264 "
-                "out.mp4) or extract frames into a folder"
-            )
-        return capture
-
-    def _count_frames(self) -> int:
-        cv2 = import_cv2()
-        capture = self._open()
-        try:
-            reported = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            if reported > 0:
-                return reported
-            count = 0  # some containers do not report a count: count by decoding headers
-            while capture.grab():
-                count += 1
-            return count
-        finally:
-            capture.release()
-
-    def __len__(self) -> int:
-        return self.frame_count
-
-    def read(self, indices: Sequence[int]) -> Iterator[Tuple[str, np.ndarray]]:
-        wanted = sorted(set(indices))
-        capture = self._open()
-        try:
-            position = 0
-            for index in wanted:
-                while position < index and capture.grab():
-                    position += 1
-                ok, frame = capture.read()
-                if not ok:
-                    return  # the container over-reported its frame count
-                position += 1
-                yield f"{self.path.name}#frame{index}", frame
-        finally:
-            capture.release()
 
 
 class DatasetSource(ImageSource):
@@ -256,14 +123,13 @@ def _is_config_name(text: str) -> bool:
     return True
 
 
-def open_source(source: str, split: str = "val") -> ImageSource:
+def open_calibration_source(source: str, split: str = "val") -> ImageSource:
     """A folder or image file, a video file, or a dataset config (YAML path or shipped name)."""
+    media = open_media(source)
+    if media is not None:
+        return media
     path = Path(source)
     suffix = path.suffix.lower()
-    if path.is_dir() or (path.is_file() and suffix in IMAGE_EXTENSIONS):
-        return FolderSource(path)
-    if path.is_file() and suffix in VIDEO_EXTENSIONS:
-        return VideoSource(path)
     if suffix == ".npy":
         raise CalibrationError(f"--data {source} is a saved calibration set: pass it with --load-set instead")
     if (path.is_file() and suffix in CONFIG_EXTENSIONS) or (not path.exists() and _is_config_name(source)):
@@ -343,7 +209,7 @@ def _plan(sizes: Sequence[int], num_images: int, num_eval: int) -> List[Tuple[Li
 
 
 def _open_all(sources: Sequence[str], split: str) -> List[ImageSource]:
-    opened = [open_source(source, split) for source in sources]
+    opened = [open_calibration_source(source, split) for source in sources]
     if not opened or sum(len(s) for s in opened) == 0:
         listed = "; ".join(s.description for s in opened) or "no source given"
         raise CalibrationError(
@@ -374,7 +240,8 @@ def _skip_warnings(opened: Sequence[ImageSource]) -> List[str]:
     for source in opened:
         skipped = getattr(source, "skipped", [])
         if skipped:
-            notes.append(f"skipped {len(skipped)} unreadable image(s) in {source.description}: {', '.join(skipped[:3])}")
+            listed = ", ".join(skipped[:3])
+            notes.append(f"skipped {len(skipped)} unreadable image(s) in {source.description}: {listed}")
     return notes
 
 
@@ -404,7 +271,7 @@ def build_calibration_set(
         )
     plan = _plan(sizes, min(num_images, sum(sizes) - hold_out), hold_out)
     cal, cal_names, held, held_names = _read_all(opened, plan, spec, "reading calibration images")
-    result = CalibrationSet(_stack(cal, spec), _stack(held, spec), preprocess_hash(spec), cal_names, held_names,
+    result = CalibrationSet(_stack(cal, spec), _stack(held, spec), spec.preprocessing_key(), cal_names, held_names,
                             [s.description for s in opened])
     result.warnings += _skip_warnings(opened)
     if eval_sources:
@@ -440,7 +307,9 @@ def check_counts(cset: CalibrationSet, need_held_out: bool = True) -> None:
     if not need_held_out:
         return
     if len(cset.held_out) == 0:
-        raise CalibrationError("no held-out image to check the INT8 graph against FP32: pass --eval-data or more images")
+        raise CalibrationError(
+            "no held-out image to check the INT8 graph against FP32: pass --eval-data or more images"
+        )
     if len(cset.held_out) < 8:
         cset.warnings.append(f"only {len(cset.held_out)} held-out images: the accuracy check is weak; pass --eval-data")
 
@@ -465,7 +334,7 @@ def save_calibration_set(path: PathLike, cset: CalibrationSet, spec: ModelSpec) 
     sidecar = {
         "format": SET_FORMAT,
         "preprocess_hash": cset.preprocess_hash,
-        "preprocessing": preprocessing_fields(spec),
+        "preprocessing": spec.preprocessing_fields(),
         "shape": list(array.shape),
         "num_calibration": int(len(cset.calibration)),
         "array_sha256": sha256_file(path),
@@ -499,14 +368,17 @@ def load_calibration_set(path: PathLike, spec: ModelSpec) -> CalibrationSet:
     """Load a set written by :func:`save_calibration_set`, refusing one made for other preprocessing."""
     path = Path(path)
     sidecar = _read_set_sidecar(path)
-    expected = preprocess_hash(spec)
+    expected = spec.preprocessing_key()
     if sidecar["preprocess_hash"] != expected:
         raise CalibrationError(
-            f"calibration set {path} was preprocessed for {describe_preprocessing(sidecar['preprocessing'])}, but this "
-            f"model takes {describe_preprocessing(preprocessing_fields(spec))}: rebuild it with --data SOURCE --save-set"
+            f"calibration set {path} was preprocessed for {describe_preprocessing(sidecar['preprocessing'])}, but "
+            f"this model takes {describe_preprocessing(spec.preprocessing_fields())}: rebuild it with "
+            "--data SOURCE --save-set"
         )
     if sha256_file(path) != sidecar["array_sha256"]:
-        raise CalibrationError(f"{path} does not match its {set_sidecar_path(path).name} (changed after saving): recreate it")
+        raise CalibrationError(
+            f"{path} does not match its {set_sidecar_path(path).name} (changed after saving): recreate it"
+        )
     array = np.load(path, allow_pickle=False)
     count = int(sidecar["num_calibration"])
     result = CalibrationSet(
