@@ -46,8 +46,8 @@ def main(argv=None) -> int:
 
     from edgedepth.export.fp16 import convert_to_fp16
     from edgedepth.export.onnx_export import export_onnx
-    from edgedepth.export.probes import probe_batch
-    from edgedepth.export.verify import cpu_session, run_session
+    from edgedepth.probes import probe_batch
+    from edgedepth.onnxrt import cpu_session, run_session
     from edgedepth.training.checkpoint import load_checkpoint
 
     torch.set_num_threads(args.threads)

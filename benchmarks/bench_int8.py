@@ -44,7 +44,7 @@ def _scene_folder(folder: Path, count: int, height: int, width: int) -> Path:
     import cv2
     import numpy as np
 
-    from edgedepth.export.probes import scene_image
+    from edgedepth.probes import scene_image
 
     rng = np.random.default_rng(0)
     images = folder / "scenes"
@@ -55,11 +55,12 @@ def _scene_folder(folder: Path, count: int, height: int, width: int) -> Path:
 
 
 def _calibrate(fp32: Path, images: Path, output: Path, quantizer: str, target: str, num_images: int) -> dict:
-    from edgedepth.calib import Budget, CalibrationRequest, calibrate
+    from edgedepth.budget import Budget  # no limits: the benchmark measures, it does not judge
+    from edgedepth.calib import CalibrationRequest, calibrate
 
     request = CalibrationRequest(
         onnx=fp32, output=output, data=[str(images)], num_images=num_images, num_eval=8, quantizer=quantizer,
-        target=target, budget=Budget(abs_rel=None, d1_agreement=None), max_fallback=0,
+        target=target, budget=Budget(), max_fallback=0,
     )
     started = time.perf_counter()
     report = calibrate(request, log=lambda _: None)
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
     import onnxruntime
 
     from edgedepth.export.onnx_export import export_onnx
-    from edgedepth.export.verify import cpu_session, run_session
+    from edgedepth.onnxrt import cpu_session, run_session
 
     with tempfile.TemporaryDirectory(prefix="edgedepth-bench-int8-") as tmp:
         folder = Path(tmp)

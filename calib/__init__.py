@@ -1,9 +1,10 @@
 """Calibration stage (``depth-calib``): INT8 that is earned.
 
-* :mod:`~edgedepth.calib.dataset`: calibration images from folders, videos or dataset configs,
+* :mod:`~edgedepth.calib.calibration_set`: calibration images from folders, videos or dataset configs,
   evenly sampled, preprocessed by the one preprocessing, saved/reused with a preprocessing key.
 * :mod:`~edgedepth.calib.quantizers`: Q/DQ ONNX through NVIDIA ModelOpt or ONNX Runtime.
-* :mod:`~edgedepth.calib.budget`: INT8 vs FP32 on held-out images with depth metrics.
+* :mod:`~edgedepth.calib.budget`: INT8 vs FP32 on held-out images, judged by the ``int8`` row of the
+  one budget (:mod:`edgedepth.budget`, :mod:`edgedepth.agreement`).
 * :mod:`~edgedepth.calib.sensitivity`: the fallback that keeps the most harmful nodes in higher precision.
 * :mod:`~edgedepth.calib.legacy`: TensorRT 8.5-10.x calibrator adapter and keyed calibration cache
   (``build_int8_calibrator`` / ``verify_cache_for_onnx`` are for
@@ -12,12 +13,11 @@
 
 Importing this package needs neither ONNX Runtime nor TensorRT; they are imported when used.
 """
-from edgedepth.calib.budget import Agreement, Budget, load_budget
-from edgedepth.calib.dataset import (
+from edgedepth.calib.budget import int8_budget
+from edgedepth.calib.calibration_set import (
     CalibrationSet,
     build_calibration_set,
     load_calibration_set,
-    preprocess_hash,
     save_calibration_set,
 )
 from edgedepth.calib.errors import BudgetFailed, CalibrationCacheError, CalibrationError
@@ -25,8 +25,6 @@ from edgedepth.calib.legacy import build_int8_calibrator, cache_key, check_cache
 from edgedepth.calib.pipeline import CalibrationRequest, calibrate
 
 __all__ = [
-    "Agreement",
-    "Budget",
     "BudgetFailed",
     "CalibrationCacheError",
     "CalibrationError",
@@ -37,9 +35,8 @@ __all__ = [
     "cache_key",
     "calibrate",
     "check_cache",
-    "load_budget",
+    "int8_budget",
     "load_calibration_set",
-    "preprocess_hash",
     "save_calibration_set",
     "verify_cache_for_onnx",
 ]

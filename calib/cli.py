@@ -1,7 +1,8 @@
 """depth-calib: calibrate an FP32 edgedepth ONNX to INT8 and prove it still measures depth.
 
-Exit status: 0 = the INT8 graph meets the budget (written to --output); 1 = failure (one-line
-message on stderr; for a missed budget the report says what the fallback tried); 2 = usage error.
+Exit status (edgedepth.cli.run_command): 0 = the INT8 graph meets the budget (written to --output);
+1 = failure (one-line message on stderr; for a missed budget the report says what the fallback
+tried); 2 = usage error; 130 = interrupted (nothing half-written is left).
 """
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from edgedepth.errors import EdgeDepthError
-from edgedepth.calib.budget import DEFAULT_ABS_REL, DEFAULT_D1_AGREEMENT, load_budget
-from edgedepth.calib.dataset import DEFAULT_NUM_EVAL, DEFAULT_NUM_IMAGES
+from edgedepth.calib.budget import int8_budget
+from edgedepth.calib.calibration_set import DEFAULT_NUM_EVAL, DEFAULT_NUM_IMAGES
 from edgedepth.calib.pipeline import DEFAULT_METHOD, CalibrationRequest, calibrate
 from edgedepth.calib.quantizers import METHODS, QUANTIZERS, TARGETS
 from edgedepth.calib.sensitivity import DEFAULT_MAX_FALLBACK, DEFAULT_TOP_K
+from edgedepth.cli import run_command
 from edgedepth.export.cli import trt_target
 
 EPILOG = f"""\
@@ -28,8 +29,9 @@ examples:
 
 --data takes a folder of images (searched recursively), a video (frames sampled evenly) or a
 training config (YAML path or shipped name such as 'demo': its data section, --split).
-Default budget: AbsRel <= {DEFAULT_ABS_REL:.0%} and delta1 agreement >= {DEFAULT_D1_AGREEMENT} (INT8 vs FP32 on held-out images);
---budget FILE.yaml may set abs_rel, d1_agreement, rmse, max_abs, p99_abs (null = unchecked).
+Budget (INT8 vs FP32 on held-out images): the int8 row of configs/budgets/default.yaml, by default
+{int8_budget().describe()};
+--budget FILE.yaml overrides it (same format: an `int8:` mapping of figure -> limit, null = unchecked).
 --trt-version picks what that TensorRT parses: 8.x gets ONNX Runtime's quantizer at opset 17,
 10.x ModelOpt (when installed) or ONNX Runtime, 11.x the same with the unquantized layers in FP16
 (head in FP32); the graph is checked like `depth-export check` before it is written.
@@ -83,7 +85,7 @@ def request_from_args(args: argparse.Namespace) -> CalibrationRequest:
         onnx=args.onnx, output=args.output, data=list(args.data), eval_data=list(args.eval_data), split=args.split,
         num_images=args.num_images, num_eval=args.num_eval, method=args.method, quantizer=args.quantizer, target=args.target,
         trt_version=args.trt_version,
-        exclude=list(args.exclude), budget=load_budget(args.budget), max_fallback=args.max_fallback,
+        exclude=list(args.exclude), budget=int8_budget(args.budget), max_fallback=args.max_fallback,
         top_k=args.sensitivity_top_k, keep_failed=args.keep_failed, cache=args.cache, save_set=args.save_set,
         load_set=args.load_set, report=args.report,
     )
@@ -95,19 +97,11 @@ def _log(message: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``depth-calib``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)  # exits 2 on a usage error
-    if not args.output and not args.cache:
-        parser.error("pass --output model.int8.onnx (Q/DQ ONNX) and/or --cache model.calib (TensorRT cache)")
-    if args.trt_version is not None and args.target != "tensorrt":
-        parser.error("--trt-version applies to --target tensorrt only (a --target cpu graph is for ONNX Runtime)")
-    if bool(args.data) == bool(args.load_set):
-        parser.error("pass calibration images with --data SOURCE or a saved set with --load-set FILE.npy (one of them)")
-    try:
-        report = calibrate(request_from_args(args), log=_log)
-    except EdgeDepthError as exc:
-        print(f"depth-calib: error: {exc}", file=sys.stderr)
-        return 1
+    return run_command("depth-calib", build_parser(), _calibrate, argv)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    report = calibrate(request_from_args(args), log=_log)
     where = report.output or (report.tensorrt_cache or {}).get("path")
     print(f"depth-calib: {report.status}: {where} ({', '.join(f'{k}={v}' for k, v in _headline(report).items())})")
     return 0

@@ -1,9 +1,13 @@
 """Errors of the calibration stage (subclasses of the project's EdgeDepthError)."""
-from edgedepth.errors import EdgeDepthError
+from edgedepth.errors import EdgeDepthError, UsageError
 
 
 class CalibrationError(EdgeDepthError):
     """Calibration data, quantization or the accuracy budget failed."""
+
+
+class CalibrationRequestError(UsageError, CalibrationError):
+    """The request contradicts itself or cannot be met (a usage error: exit 2)."""
 
 
 class CalibrationCacheError(CalibrationError):

@@ -6,18 +6,20 @@ report is always written. The output ONNX carries the model spec with its INT8 p
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgedepth import __version__
+from edgedepth.agreement import Agreement
+from edgedepth.budget import Budget
 from edgedepth.calib import qdq
-from edgedepth.calib.budget import Agreement, Budget, Evaluator
-from edgedepth.calib.dataset import (
+from edgedepth.calib.budget import Evaluator, int8_budget
+from edgedepth.calib.calibration_set import (
     DEFAULT_NUM_EVAL,
     DEFAULT_NUM_IMAGES,
     CalibrationSet,
@@ -25,11 +27,10 @@ from edgedepth.calib.dataset import (
     build_calibration_set,
     calibration_batches,
     check_counts,
-    evenly_spaced,
     load_calibration_set,
     save_calibration_set,
 )
-from edgedepth.calib.errors import BudgetFailed, CalibrationError
+from edgedepth.calib.errors import BudgetFailed, CalibrationError, CalibrationRequestError
 from edgedepth.calib.quantizers import METHODS, choose_quantizer, create_quantizer, graph_batch_size
 from edgedepth.calib.report import CalibrationReport, report_paths, write_report
 from edgedepth.calib.sensitivity import (
@@ -45,6 +46,7 @@ from edgedepth.calib.sensitivity import (
 )
 from edgedepth.export import conformance, onnx_info
 from edgedepth.io import atomic_path, sha256_file
+from edgedepth.media import evenly_spaced
 from edgedepth.spec import ModelSpec
 from edgedepth.trt.generation import TrtTarget, default_target, parse_target
 
@@ -74,7 +76,7 @@ class CalibrationRequest:
     #: the opset and, for 11.x, FP16 unquantized layers.
     trt_version: Optional[TrtTarget] = None
     exclude: List[str] = field(default_factory=list)
-    budget: Budget = field(default_factory=Budget)
+    budget: Budget = field(default_factory=int8_budget)
     max_fallback: int = DEFAULT_MAX_FALLBACK
     top_k: int = DEFAULT_TOP_K
     keep_failed: bool = False
@@ -90,17 +92,28 @@ def over_budget_path(output: Path) -> Path:
 
 
 def check_request(request: CalibrationRequest) -> None:
-    """Refuse contradictory or impossible requests before any work."""
+    """Refuse contradictory or impossible requests before any work (the one place they are checked;
+    the CLI maps :class:`CalibrationRequestError` to exit 2)."""
     if not request.output and not request.cache:
-        raise CalibrationError("nothing to write: pass --output model.int8.onnx (Q/DQ) and/or --cache model.calib (TensorRT)")
+        raise CalibrationRequestError(
+            "nothing to write: pass --output model.int8.onnx (Q/DQ ONNX) and/or --cache model.calib (TensorRT cache)"
+        )
     if request.output and Path(request.output).resolve() == Path(request.onnx).resolve():
-        raise CalibrationError(f"--output {request.output} would overwrite the FP32 --onnx; choose another name")
+        raise CalibrationRequestError(f"--output {request.output} would overwrite the FP32 --onnx; choose another name")
     if bool(request.data) == bool(request.load_set):
-        raise CalibrationError("pass calibration images with --data SOURCE, or a saved set with --load-set FILE.npy (one of them)")
+        raise CalibrationRequestError(
+            "pass calibration images with --data SOURCE or a saved set with --load-set FILE.npy (one of them)"
+        )
+    if request.trt_version is not None and request.target != "tensorrt":
+        raise CalibrationRequestError(
+            "--trt-version applies to --target tensorrt only (a --target cpu graph is for ONNX Runtime)"
+        )
     if request.method not in METHODS:
-        raise CalibrationError(f"--method {request.method!r} is unknown: choose one of {', '.join(METHODS)}")
+        raise CalibrationRequestError(f"--method {request.method!r} is unknown: choose one of {', '.join(METHODS)}")
     if request.max_fallback < 0 or request.top_k < 0:
-        raise CalibrationError(f"--max-fallback {request.max_fallback} / --sensitivity-top-k {request.top_k} must be >= 0")
+        raise CalibrationRequestError(
+            f"--max-fallback {request.max_fallback} / --sensitivity-top-k {request.top_k} must be >= 0"
+        )
     if request.cache:
         _check_tensorrt_request(request.method)
 
@@ -160,7 +173,7 @@ class QuantizationRun:
         self.batch = graph_batch_size(self.reference)
         self.quantizer = create_quantizer(backend, self.fp32, cset.calibration, request.method, workdir,
                                           spec.input_name, self.batch, request.target)
-        self.evaluator = Evaluator(self.fp32, cset.held_out, spec, self.batch)
+        self.evaluator = Evaluator(self.fp32, cset.held_out, spec, request.budget, self.batch)
         self.base = None
         self.trials = 0
 
@@ -206,20 +219,31 @@ def sensitivity_ranking(run: QuantizationRun, kept: KeptNodes, top_k: int, log: 
     return rank_nodes(candidates, _op_types(run.base), noise, lambda node: only_in_int8([node]), top_k, prerank)
 
 
-def run_fallback(run: QuantizationRun, kept: KeptNodes, budget: Budget, request: CalibrationRequest,
-                 log: Log) -> Tuple[FallbackResult, bytes, Agreement]:
-    """Greedy fallback; returns the result and the last graph tried with its figures."""
+@dataclass(frozen=True)
+class Fallback:
+    """The greedy fallback's result and the last graph it tried with its agreement."""
+
+    result: FallbackResult
+    graph: bytes
+    agreement: Agreement
+    seconds: float
+
+
+def run_fallback(run: QuantizationRun, kept: KeptNodes, request: CalibrationRequest, log: Log) -> Fallback:
+    """Greedy fallback: keep the most harmful nodes in higher precision until the budget is met."""
+    started = time.perf_counter()
     ranking = sensitivity_ranking(run, kept, request.top_k, log)
-    last: Dict[str, object] = {}
+    tried: List[Tuple[bytes, Agreement]] = []
 
     def trial(nodes: KeptNodes) -> Agreement:
-        graph, figures = run.trial(list(nodes))
-        log(f"fallback: kept {len(nodes) - len(kept)} node(s) in higher precision -> {figures.summary()}")
-        last.update(graph=graph, figures=figures)
-        return figures
+        graph, agreement = run.trial(list(nodes))
+        log(f"fallback: kept {len(nodes) - len(kept)} node(s) in higher precision -> {agreement.summary()}")
+        tried.append((graph, agreement))
+        return agreement
 
-    result = greedy_fallback(ranking, kept, budget, trial, request.max_fallback)
-    return result, last.get("graph"), last.get("figures")  # type: ignore[return-value]
+    result = greedy_fallback(ranking, kept, trial, request.max_fallback)
+    graph, agreement = tried[-1] if tried else (b"", Agreement({}, ()))
+    return Fallback(result, graph, agreement, time.perf_counter() - started)
 
 
 def _kept_list(model, kept: KeptNodes) -> List[Dict[str, str]]:
@@ -238,44 +262,6 @@ def stamp_spec(graph: bytes, spec: ModelSpec, provenance: Dict[str, object]) -> 
     return model.SerializeToString()
 
 
-def _provenance(report: CalibrationReport, source: Path) -> Dict[str, object]:
-    return {
-        "precision": "int8",
-        "source": "calibration",
-        "source_onnx": source.name,
-        "source_onnx_sha256": report.source_sha256,
-        "quantizer": f"{report.quantizer} ({report.quantizer_version})",
-        "calibration_method": report.method,
-        "int8_target": report.target,
-        "trt_version": report.trt_version,
-        "unquantized_precision": report.unquantized_precision,
-        "calibration_images": report.images.get("calibration_images"),
-        "held_out_images": report.images.get("held_out_images"),
-        "calibration_preprocess_hash": report.images.get("preprocess_hash"),
-        "int8_budget": report.budget,
-        "int8_figures": report.figures,
-        "int8_budget_passed": report.status == "passed",
-        "kept_in_higher_precision": [item["node"] for item in report.kept_in_higher_precision],
-        "calibrated_at": report.created_at,
-        "edgedepth_version": __version__,
-    }
-
-
-def _publish(candidate: bytes, report: CalibrationReport, request: CalibrationRequest, spec: ModelSpec, log: Log) -> None:
-    """Write the checked graph to --output (or the over-budget name), atomically."""
-    passed = report.status == "passed"
-    if not passed and not request.keep_failed:
-        return
-    target = Path(request.output) if passed else over_budget_path(Path(request.output))
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(stamp_spec(candidate, spec, _provenance(report, Path(request.onnx))))
-    if passed:
-        report.output = str(target)
-    else:
-        report.over_budget_output = str(target)
-    log(f"wrote {target}")
-
-
 def always_kept(model, spec: ModelSpec, patterns: Sequence[str]) -> KeptNodes:
     """The output head and the ``--exclude`` matches, with the reason each stays in higher precision."""
     kept = qdq.head_exclusions(model, spec.output_name)
@@ -284,46 +270,52 @@ def always_kept(model, spec: ModelSpec, patterns: Sequence[str]) -> KeptNodes:
     return kept
 
 
-def _fallback_if_needed(run: QuantizationRun, kept: KeptNodes, candidate: bytes, figures: Agreement,
-                        request: CalibrationRequest, report: CalibrationReport, log: Log) -> Tuple[KeptNodes, bytes, Agreement]:
-    """Run the fallback when the first graph misses the budget; the kept nodes, graph and figures to publish."""
-    if not request.budget.failures(figures) or request.max_fallback == 0:
-        return kept, candidate, figures
-    started = time.perf_counter()
-    result, last_graph, last_figures = run_fallback(run, kept, request.budget, request, log)
-    report.fallback = result.to_dict()
-    report.timings_s["fallback"] = time.perf_counter() - started
-    return (result.kept, last_graph, last_figures) if result.steps else (kept, candidate, figures)
+@dataclass(frozen=True)
+class Quantized:
+    """What :func:`quantize_and_check` made: the graph that ships (or would), how it was judged,
+    and what it took."""
+
+    graph: bytes
+    agreement: Agreement
+    initial: Agreement
+    kept: KeptNodes
+    kept_list: List[Dict[str, str]]
+    quantizer: str
+    quantizer_version: str
+    quantizer_note: Optional[str]
+    unquantized_precision: str
+    fallback: Optional[Fallback]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.agreement)
 
 
-def quantize_and_check(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, report: CalibrationReport,
-                       workdir: Path, log: Log) -> KeptNodes:
-    """Q/DQ graph, budget check, fallback, the form the target TensorRT takes; fills ``report`` and
-    publishes the graph. Returns the kept nodes."""
+def quantize_and_check(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, trt_target: Optional[TrtTarget],
+                       workdir: Path, log: Log) -> Quantized:
+    """Q/DQ graph, budget check, fallback when it misses, and the form the target TensorRT takes."""
     started = time.perf_counter()
-    trt_target = resolved_target(request)
     backend, note = choose_quantizer(request.quantizer, request.method, request.target, trt_target)
     model = onnx_info.load_model(request.onnx)
     kept = always_kept(model, spec, request.exclude)
     run = QuantizationRun(request, spec, cset, backend, workdir)
-    report.quantizer, report.quantizer_version, report.quantizer_note = backend, run.quantizer.version, note
     log(f"quantizing with {run.quantizer.version} ({request.method}, target {request.target}"
         f"{', ' + trt_target.label if trt_target else ''}) on {len(cset.calibration)} images")
     run.quantize(kept)
-    candidate, figures = run.trial(list(kept))
-    report.timings_s["quantize_and_check"] = time.perf_counter() - started
-    report.initial_figures = figures.to_dict()
-    log(f"INT8 vs FP32 on {figures.images} held-out images: {figures.summary()}")
-    kept, candidate, figures = _fallback_if_needed(run, kept, candidate, figures, request, report, log)
+    graph, initial = run.trial(list(kept))
+    log(f"INT8 vs FP32 on {run.evaluator.images} held-out images: {initial.summary()}")
+    agreement, fallback = initial, None
+    if not initial and request.max_fallback > 0:
+        fallback = run_fallback(run, kept, request, log)
+        if fallback.result.steps:
+            kept, graph, agreement = fallback.result.kept, fallback.graph, fallback.agreement
+    unquantized = "fp32"
     if trt_target is not None and trt_target.generation == "11":
-        candidate, figures = strongly_typed_fp16(run, candidate, kept, log)
-        report.unquantized_precision = "fp16"
-    report.figures, report.failures = figures.to_dict(), request.budget.failures(figures)
-    report.kept_in_higher_precision = _kept_list(model, kept)
-    report.status = "failed" if report.failures else "passed"
-    _check_for_tensorrt(candidate, trt_target, report)
-    _publish(candidate, report, request, spec, log)
-    return kept
+        graph, agreement = strongly_typed_fp16(run, graph, kept, log)
+        unquantized = "fp16"
+    return Quantized(graph, agreement, initial, kept, _kept_list(model, kept), backend, run.quantizer.version, note,
+                     unquantized, fallback, time.perf_counter() - started)
 
 
 def resolved_target(request: CalibrationRequest) -> Optional[TrtTarget]:
@@ -350,46 +342,123 @@ def strongly_typed_fp16(run: QuantizationRun, graph: bytes, kept: KeptNodes, log
     model = onnx_info.import_onnx().load_from_string(graph)
     probes = calibration_batches(run.cset.calibration[:max(AUTOCAST_IMAGES, run.batch)], run.batch)
     converted = convert_graph(model, sorted(kept), converter, DEFAULT_DATA_MAX, probes).SerializeToString()
-    figures = run.evaluator.evaluate(converted)
-    log(f"TensorRT 11: unquantized layers in FP16, {len(kept)} kept node(s) in FP32: {figures.summary()}")
-    return converted, figures
+    agreement = run.evaluator.evaluate(converted)
+    log(f"TensorRT 11: unquantized layers in FP16, {len(kept)} kept node(s) in FP32: {agreement.summary()}")
+    return converted, agreement
 
 
-def _check_for_tensorrt(candidate: bytes, target: Optional[TrtTarget], report: CalibrationReport) -> None:
-    """``depth-export check`` of the graph: a graph its target TensorRT would not parse is never
-    written. The report states compatibility with the common versions too (also for --target cpu,
-    whose UINT8 graph TensorRT refuses)."""
-    model = onnx_info.import_onnx().load_from_string(candidate)
-    report.trt_version = str(target) if target else None
+def tensorrt_compatibility(graph: bytes, target: Optional[TrtTarget]) -> Dict[str, List[str]]:
+    """``depth-export check`` of the graph per TensorRT version: a graph its target TensorRT would
+    not parse is never written (raises). The common versions are stated too (also for --target
+    cpu, whose UINT8 graph TensorRT refuses)."""
+    model = onnx_info.import_onnx().load_from_string(graph)
     targets = ([target] if target else []) + [other for other in REPORTED_TARGETS if str(other) != str(target)]
-    report.tensorrt_compatibility = conformance.summary(model, targets)
-    violations = report.tensorrt_compatibility.get(str(target), []) if target else []
+    found = conformance.summary(model, targets)
+    violations = found.get(str(target), []) if target else []
     if violations:
         raise CalibrationError(
             f"the INT8 graph would not parse on {target.label} ({len(violations)} violation(s), first: {violations[0]}); "
             f"nothing written: report this with the command line, or pick --quantizer ort"
         )
+    return found
 
 
-def _tensorrt_cache(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, kept: KeptNodes,
-                    report: CalibrationReport, log: Log) -> None:
+def _provenance(request: CalibrationRequest, quantized: Quantized, cset: CalibrationSet, trt_target: Optional[TrtTarget],
+                source_sha256: str, created_at: str) -> Dict[str, object]:
+    images = cset.summary()
+    return {
+        "precision": "int8",
+        "source": "calibration",
+        "source_onnx": Path(request.onnx).name,
+        "source_onnx_sha256": source_sha256,
+        "quantizer": f"{quantized.quantizer} ({quantized.quantizer_version})",
+        "calibration_method": request.method,
+        "int8_target": request.target,
+        "trt_version": str(trt_target) if trt_target else None,
+        "unquantized_precision": quantized.unquantized_precision,
+        "calibration_images": images["calibration_images"],
+        "held_out_images": images["held_out_images"],
+        "calibration_preprocess_hash": images["preprocess_hash"],
+        "int8_budget": request.budget.to_dict(),
+        "int8_figures": quantized.agreement.to_dict(),
+        "int8_budget_passed": quantized.passed,
+        "kept_in_higher_precision": [item["node"] for item in quantized.kept_list],
+        "calibrated_at": created_at,
+        "edgedepth_version": __version__,
+    }
+
+
+def publish(graph: bytes, request: CalibrationRequest, passed: bool, provenance: Dict[str, object], spec: ModelSpec,
+            log: Log) -> Optional[Path]:
+    """Write the checked graph to --output (or, with --keep-failed, the over-budget name), atomically;
+    the path written, or None."""
+    if not passed and not request.keep_failed:
+        return None
+    target = Path(request.output) if passed else over_budget_path(Path(request.output))
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(stamp_spec(graph, spec, provenance))
+    log(f"wrote {target}")
+    return target
+
+
+def write_tensorrt_cache_for(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, kept: KeptNodes,
+                             log: Log) -> Dict[str, object]:
+    """The TensorRT 8.5-10.x implicit-INT8 calibration cache (``--cache``); what it wrote or reused."""
     from edgedepth.calib.legacy import write_tensorrt_cache
 
-    started = time.perf_counter()
     batch = graph_batch_size(onnx_info.load_model(request.onnx, load_weights=False))
     details = {"higher_precision_nodes": list(kept), "source_onnx": Path(request.onnx).name,
                "calibration_images": int(len(cset.calibration))}
-    report.tensorrt_cache = write_tensorrt_cache(request.onnx, cset.calibration, request.cache, request.method, batch, details)
-    report.timings_s["tensorrt_cache"] = time.perf_counter() - started
-    log(f"TensorRT calibration cache: {request.cache} ({'reused' if report.tensorrt_cache['reused'] else 'written'})")
+    cache = write_tensorrt_cache(request.onnx, cset.calibration, request.cache, request.method, batch, details)
+    log(f"TensorRT calibration cache: {request.cache} ({'reused' if cache['reused'] else 'written'})")
+    return cache
 
 
-def _new_report(request: CalibrationRequest) -> CalibrationReport:
+@dataclass(frozen=True)
+class Outputs:
+    """What :func:`calibrate` wrote besides the report."""
+
+    int8: Optional[Path] = None
+    over_budget: Optional[Path] = None
+    cache: Optional[Dict[str, object]] = None
+    compatibility: Dict[str, List[str]] = field(default_factory=dict)
+
+
+def assemble_report(request: CalibrationRequest, cset: CalibrationSet, quantized: Optional[Quantized], outputs: Outputs,
+                    trt_target: Optional[TrtTarget], source_sha256: str, created_at: str,
+                    timings: Dict[str, float]) -> CalibrationReport:
+    """The report, built once from what each step returned."""
+    q = quantized
+    status = "cache-only" if q is None else "passed" if q.passed else "failed"
     return CalibrationReport(
-        status="cache-only", source_onnx=str(request.onnx), source_sha256=sha256_file(request.onnx),
-        method=request.method, target=request.target, budget=request.budget.to_dict(), edgedepth_version=__version__,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        status=status, source_onnx=str(request.onnx), source_sha256=source_sha256, method=request.method,
+        target=request.target, trt_version=str(trt_target) if trt_target and q else None,
+        unquantized_precision=q.unquantized_precision if q else "fp32",
+        output=str(outputs.int8) if outputs.int8 else None,
+        over_budget_output=str(outputs.over_budget) if outputs.over_budget else None,
+        quantizer=q.quantizer if q else None, quantizer_version=q.quantizer_version if q else None,
+        quantizer_note=q.quantizer_note if q else None, images=cset.summary(), warnings=list(cset.warnings),
+        kept_in_higher_precision=q.kept_list if q else [], budget=request.budget.to_dict(),
+        failures=q.agreement.failures if q else [], figures=q.agreement.to_dict() if q else {},
+        checks=[check.to_dict() for check in q.agreement.checks] if q else [],
+        initial_figures=q.initial.to_dict() if q else {},
+        fallback=q.fallback.result.to_dict() if q and q.fallback else None,
+        tensorrt_compatibility=outputs.compatibility, tensorrt_cache=outputs.cache, timings_s=timings,
+        edgedepth_version=__version__, created_at=created_at,
     )
+
+
+def _quantize_and_publish(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet,
+                          trt_target: Optional[TrtTarget], source_sha256: str, created_at: str,
+                          log: Log) -> Tuple[Quantized, Outputs]:
+    with tempfile.TemporaryDirectory(prefix="edgedepth-calib-") as workdir:
+        quantized = quantize_and_check(request, spec, cset, trt_target, Path(workdir), log)
+    compatibility = tensorrt_compatibility(quantized.graph, trt_target)
+    provenance = _provenance(request, quantized, cset, trt_target, source_sha256, created_at)
+    written = publish(quantized.graph, request, quantized.passed, provenance, spec, log)
+    outputs = Outputs(int8=written if quantized.passed else None,
+                      over_budget=None if quantized.passed else written, compatibility=compatibility)
+    return quantized, outputs
 
 
 def calibrate(request: CalibrationRequest, log: Log = print) -> CalibrationReport:
@@ -405,18 +474,23 @@ def calibrate(request: CalibrationRequest, log: Log = print) -> CalibrationRepor
     if trt_target is not None:  # a source the target cannot parse would fail after all the work
         conformance.require_conformance(request.onnx, trt_target, f"the FP32 ONNX {request.onnx}")
         request = dataclasses.replace(request, trt_version=trt_target)  # resolved once
-    report = _new_report(request)
+    source_sha256 = sha256_file(request.onnx)
+    created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     cset = calibration_set(request, spec, need_held_out=bool(request.output), log=log)
-    report.images, report.warnings = cset.summary(), list(cset.warnings)
-    report.timings_s["data"] = time.perf_counter() - started
-    kept: KeptNodes = {}
+    timings = {"data": time.perf_counter() - started}
+    quantized, outputs = None, Outputs()
     if request.output:
-        with tempfile.TemporaryDirectory(prefix="edgedepth-calib-") as workdir:
-            kept = quantize_and_check(request, spec, cset, report, Path(workdir), log)
+        quantized, outputs = _quantize_and_publish(request, spec, cset, trt_target, source_sha256, created_at, log)
+        timings["quantize_and_check"] = quantized.seconds
+        if quantized.fallback:
+            timings["fallback"] = quantized.fallback.seconds
     if request.cache:
-        kept = kept or always_kept(onnx_info.load_model(request.onnx), spec, request.exclude)
-        _tensorrt_cache(request, spec, cset, kept, report, log)
-    report.timings_s["total"] = time.perf_counter() - started
+        cache_started = time.perf_counter()
+        kept = quantized.kept if quantized else always_kept(onnx_info.load_model(request.onnx), spec, request.exclude)
+        outputs = dataclasses.replace(outputs, cache=write_tensorrt_cache_for(request, spec, cset, kept, log))
+        timings["tensorrt_cache"] = time.perf_counter() - cache_started
+    timings["total"] = time.perf_counter() - started
+    report = assemble_report(request, cset, quantized, outputs, trt_target, source_sha256, created_at, timings)
     json_path, md_path = _report_targets(request)
     write_report(report, json_path, md_path)
     log(f"report: {json_path} and {md_path}")

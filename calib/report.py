@@ -12,9 +12,9 @@ _FIGURE_ROWS = (
     ("abs_rel", "AbsRel (INT8 vs FP32)", "{:.4%}"),
     ("d1_agreement", "δ1 agreement", "{:.5f}"),
     ("rmse", "RMSE (m)", "{:.4g}"),
-    ("max_abs", "max abs error (m)", "{:.4g}"),
-    ("mean_abs", "mean abs error (m)", "{:.4g}"),
-    ("p99_abs", "p99 abs error (m)", "{:.4g}"),
+    ("max_abs_error", "max abs error (m)", "{:.4g}"),
+    ("mean_abs_error", "mean abs error (m)", "{:.4g}"),
+    ("p99_abs_error", "p99 abs error (m)", "{:.4g}"),
     ("nonfinite", "NaN/Inf values", "{}"),
 )
 
@@ -43,6 +43,8 @@ class CalibrationReport:
     budget: Dict[str, Any] = field(default_factory=dict)
     failures: List[str] = field(default_factory=list)
     figures: Dict[str, Any] = field(default_factory=dict)
+    #: The budget's verdict per figure (:class:`edgedepth.agreement.Check` as a dict).
+    checks: List[Dict[str, Any]] = field(default_factory=list)
     initial_figures: Dict[str, Any] = field(default_factory=dict)
     fallback: Optional[Dict[str, Any]] = None
     #: ``depth-export check`` of the written graph per TensorRT version: {"8.6": [violations], ...}.
@@ -68,12 +70,12 @@ def report_paths(base: PathLike) -> tuple:
 
 
 def _figures_table(report: CalibrationReport) -> List[str]:
-    budget = report.budget
+    limits = {check["figure"]: check for check in report.checks}
     lines = ["| figure | INT8 vs FP32 | before fallback | budget |", "|---|---|---|---|"]
     for key, label, fmt in _FIGURE_ROWS:
         value, initial = report.figures.get(key), report.initial_figures.get(key)
-        limit = budget.get(key)
-        bound = ("≥ " if key == "d1_agreement" else "≤ ") + fmt.format(limit) if limit is not None else "—"
+        check = limits.get(key)
+        bound = ("≥ " if check["bound"] == "min" else "≤ ") + fmt.format(check["limit"]) if check else "—"
         shown = fmt.format(value) if value is not None else "—"
         before = fmt.format(initial) if initial is not None and report.fallback else "—"
         lines.append(f"| {label} | {shown} | {before} | {bound} |")

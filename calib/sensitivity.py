@@ -25,8 +25,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgedepth.calib.budget import Agreement, Budget
+from edgedepth.agreement import Agreement
+from edgedepth.calib.calibration_set import calibration_batches
+from edgedepth.calib.errors import CalibrationError
 from edgedepth.calib.qdq import producers
+from edgedepth.onnxrt import cpu_session
 
 #: Node name -> why it stays in higher precision.
 KeptNodes = Dict[str, str]
@@ -126,14 +129,11 @@ def _float_values(fp32_path: Path, tensors: Sequence[str], images: np.ndarray, i
     import onnx
     from onnx import TensorProto, helper
 
-    from edgedepth.calib.dataset import calibration_batches
-    from edgedepth.export.verify import cpu_session
-
     model = onnx.load(str(fp32_path))
     present = {o.name for o in model.graph.output}
     wanted = [name for name in tensors if name != input_name]
     model.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in wanted if n not in present)
-    session = cpu_session(model.SerializeToString())
+    session = cpu_session(model.SerializeToString(), error=CalibrationError)
     batches = calibration_batches(images, batch_size)
     runs = [session.run(wanted, {input_name: batch}) for batch in batches]
     values = {name: np.concatenate([run[i] for run in runs]) for i, name in enumerate(wanted)}
@@ -173,7 +173,7 @@ def group_scores(candidates: Sequence[str], measure_group: Callable[[Sequence[st
     scores: Dict[str, float] = {}
     for start in range(0, len(candidates), size):
         group = list(candidates[start:start + size])
-        error = measure_group(group).abs_rel
+        error = measure_group(group)["abs_rel"]
         scores.update({name: error for name in group})
     return scores
 
@@ -193,7 +193,7 @@ def rank_nodes(
     order = sorted(candidates, key=lambda name: (-prerank.get(name, 0.0), -noise.get(name, 0.0)))
     limit = len(order) if top_k <= 0 else top_k
     measured = [
-        NodeSensitivity(name, op_types.get(name, "?"), noise.get(name, 0.0), measure(name).abs_rel)
+        NodeSensitivity(name, op_types.get(name, "?"), noise.get(name, 0.0), measure(name)["abs_rel"])
         for name in order[:limit]
     ]
     measured.sort(key=lambda item: -item.abs_rel_alone)
@@ -204,13 +204,12 @@ def rank_nodes(
 def greedy_fallback(
     ranking: Sequence[NodeSensitivity],
     kept: KeptNodes,
-    budget: Budget,
     trial: Callable[[KeptNodes], Agreement],
     max_fallback: int = DEFAULT_MAX_FALLBACK,
 ) -> FallbackResult:
-    """Keep ranked nodes in higher precision one at a time until ``trial(kept)`` meets ``budget``.
+    """Keep ranked nodes in higher precision one at a time until ``trial(kept)`` is within budget.
 
-    ``trial`` re-quantizes with the given nodes kept and returns the new figures. Stops at the
+    ``trial`` re-quantizes with the given nodes kept and returns its judged agreement. Stops at the
     first step within budget, after ``max_fallback`` nodes, or when no candidate is left.
     """
     result = FallbackResult(ranking=list(ranking), kept=dict(kept))
@@ -219,8 +218,8 @@ def greedy_fallback(
             result.stopped = f"--max-fallback {max_fallback} reached"
             return result
         result.kept[item.node] = item.reason()
-        figures = trial(dict(result.kept))
-        step = FallbackStep(item.node, figures.to_dict(), budget.failures(figures))
+        agreement = trial(dict(result.kept))
+        step = FallbackStep(item.node, agreement.to_dict(), agreement.failures)
         result.steps.append(step)
         if step.passed:
             result.passed, result.stopped = True, f"budget met after keeping {len(result.steps)} node(s)"

@@ -1,16 +1,53 @@
-"""The umbrella ``edgedepth`` command: version, environment report, and the stage commands."""
+"""The one command runner every edgedepth command goes through, its shared argument types, and
+the umbrella ``edgedepth`` command (version, environment report, the stage commands).
+
+Exit status, for every command:
+
+* 0: done;
+* 1: it failed: an :class:`~edgedepth.errors.EdgeDepthError` (bad artifact, missed budget, a
+  device that refused) or an ``OSError`` (disk full, read-only, permission), one line on stderr;
+* 2: a usage error: argparse's, or a :class:`~edgedepth.errors.UsageError` (a bad config or
+  budget file, an impossible combination of options), one line on stderr;
+* 130: interrupted (Ctrl-C, SIGTERM, SIGHUP): outputs already written stay, a temporary file
+  is removed, nothing half-written is left, and no traceback is printed.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import importlib.util
 import json
 import logging
+import os
 import platform
+import signal
 import sys
-from typing import Dict, List, Optional
+import threading
+from types import FrameType
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 from edgedepth import __version__
+from edgedepth.errors import EdgeDepthError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Signals that stop a command the way Ctrl-C does: systemd/docker stop (TERM), a closed terminal
+#: or ssh session (HUP). SIGINT is set too: a process started in the background by a
+#: non-interactive shell inherits it as ignored, and Python keeps it so.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+#: What to do about the commonest OSErrors, by errno.
+_OS_ERROR_HINTS = {
+    errno.ENOSPC: "the disk is full: free space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write to another folder",
+    errno.EACCES: "permission denied: check the folder's permissions or write elsewhere",
+    errno.EPERM: "operation not permitted: check the folder's permissions or write elsewhere",
+    errno.ENOENT: "no such file or folder: check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "the path is a folder: name a file",
+}
+Body = Callable[[argparse.Namespace], Optional[int]]
+Validate = Callable[[argparse.ArgumentParser, argparse.Namespace], None]
 
 #: Stage commands: name -> "module:function". Each is also a console script of its own.
 STAGES: Dict[str, str] = {
@@ -36,6 +73,108 @@ def configure_logging(quiet: bool = False) -> None:
     logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and what the errno means: ``/data/out.mp4: No space left on device
+    (ENOSPC): the disk is full: free space or write elsewhere``."""
+    path = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name) or "a file"
+    code = exc.errno or 0
+    reason = (exc.strerror or os.strerror(code)) if code else str(exc)
+    name = errno.errorcode.get(code, "")
+    hint = _OS_ERROR_HINTS.get(code)
+    return f"{path}: {reason}" + (f" ({name})" if name else "") + (f"; {hint}" if hint else "")
+
+
+@contextlib.contextmanager
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """While the body runs, SIGTERM and SIGHUP (and SIGINT) raise KeyboardInterrupt, so every
+    ``with`` block unwinds: atomic writes remove their temporary file, streams finalise."""
+    if threading.current_thread() is not threading.main_thread():  # signals can only be set there
+        yield
+        return
+
+    def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], validate: Optional[Validate]):
+    """``(args, None)``, or ``(None, status)`` when argparse exited (usage error 2, --help 0)."""
+    try:
+        args = parser.parse_args(argv)
+        if validate is not None:
+            validate(parser, args)
+    except SystemExit as exc:
+        return None, int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    return args, None
+
+
+def _fail(prog: str, message: str, status: int) -> int:
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return status
+
+
+def run_command(prog: str, parser: argparse.ArgumentParser, body: Body, argv: Optional[Sequence[str]] = None,
+                validate: Optional[Validate] = None) -> int:
+    """Parse ``argv``, run ``body(args)`` and turn its outcome into an exit status (module docstring).
+
+    ``validate(parser, args)`` may call ``parser.error`` for option combinations argparse cannot
+    express. Library code raises; this is the only place errors become exit codes.
+    """
+    args, status = _parse(parser, argv, validate)
+    if args is None:
+        return status
+    try:
+        with stop_signals_as_interrupt():
+            return int(body(args) or EXIT_OK)
+    except UsageError as exc:
+        return _fail(prog, str(exc), EXIT_USAGE)
+    except EdgeDepthError as exc:
+        return _fail(prog, str(exc), EXIT_FAILED)
+    except OSError as exc:
+        return _fail(prog, describe_os_error(exc), EXIT_FAILED)
+    except KeyboardInterrupt as exc:
+        reason = f" by {exc.args[0]}" if exc.args else ""
+        print(f"{prog}: interrupted{reason}; finished outputs kept, partial ones removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+# --------------------------------------------------------------------------- shared argument types
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return int(text)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
+    return int(text)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+# --------------------------------------------------------------------------- the umbrella command
+
+
 def environment_report() -> Dict[str, Optional[str]]:
     """Versions of the packages edgedepth can use (None when not installed)."""
     report: Dict[str, Optional[str]] = {"edgedepth": __version__, "python": platform.python_version()}
@@ -55,19 +194,30 @@ def _run_stage(name: str, argv: List[str]) -> int:
     return int(getattr(importlib.import_module(module_name), func_name)(argv) or 0)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="edgedepth", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
-    parser.add_argument("command", nargs="?", choices=sorted(STAGES) + ["env"], help="stage to run")
-    if argv and argv[0] in STAGES:
-        return _run_stage(argv[0], argv[1:])
-    args = parser.parse_args(argv)
+def _umbrella(args: argparse.Namespace) -> int:
     if args.command == "env":
         print(json.dumps(environment_report(), indent=2))
-        return 0
-    parser.print_help()
-    return 0
+        return EXIT_OK
+    umbrella_parser().print_help()
+    return EXIT_OK
+
+
+def umbrella_parser() -> argparse.ArgumentParser:
+    """The ``edgedepth`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="edgedepth", description="Monocular depth for Jetson: train, export, calibrate, run and check a depth network."
+    )
+    parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
+    parser.add_argument("command", nargs="?", choices=sorted(STAGES) + ["env"], help="stage to run")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``edgedepth``: ``edgedepth STAGE ...`` runs that stage's command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in STAGES:
+        return _run_stage(argv[0], argv[1:])
+    return run_command("edgedepth", umbrella_parser(), _umbrella, argv)
 
 
 if __name__ == "__main__":

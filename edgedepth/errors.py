@@ -8,8 +8,15 @@ class EdgeDepthError(Exception):
     """Base class of every error edgedepth raises on purpose (bad input, bad artifact)."""
 
 
-class ConfigError(EdgeDepthError, ValueError):
-    """A configuration key or value is unknown or out of range."""
+class UsageError(EdgeDepthError):
+    """The command line, or a file it names, asks for something impossible: fix the command.
+
+    The CLIs exit 2 for these (as argparse does), 1 for every other EdgeDepthError.
+    """
+
+
+class ConfigError(UsageError, ValueError):
+    """A configuration key or value is unknown or out of range (a training config, a budget file)."""
 
 
 class SpecError(EdgeDepthError, ValueError):

@@ -6,8 +6,8 @@
     depth-export check  model.onnx --trt-version 8.6 [10.3 11 ...]
     depth-export info   model.onnx | model.engine
 
-Exit status: 0 on success, 1 when the export fails (one-line reason on stderr) or `check` finds a
-violation (one per line on stdout), 2 on usage errors.
+Exit status (edgedepth.cli.run_command): 0 on success, 1 when the export fails (one-line reason on
+stderr) or `check` finds a violation (one per line on stdout), 2 on usage errors, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import sys
 from typing import List, Optional
 
 from edgedepth import __version__
+from edgedepth.cli import positive_int, run_command
 from edgedepth.errors import EdgeDepthError
 
 PROG = "depth-export"
@@ -41,23 +42,16 @@ def trt_target(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
 def _add_onnx(commands) -> None:
     from edgedepth.export.onnx_export import DEFAULT_OPSET
 
     cmd = commands.add_parser("onnx", help="export a checkpoint to a verified, self-describing ONNX")
     cmd.add_argument("--checkpoint", required=True, help="checkpoint .pt written by depth-train")
     cmd.add_argument("--output", required=True, help="ONNX file to write (FP16 graph with --fp16)")
-    cmd.add_argument("--height", type=_positive_int, help="input height (multiple of 32; default: training size)")
-    cmd.add_argument("--width", type=_positive_int, help="input width (multiple of 32; default: training size)")
+    cmd.add_argument("--height", type=positive_int, help="input height (multiple of 32; default: training size)")
+    cmd.add_argument("--width", type=positive_int, help="input width (multiple of 32; default: training size)")
     cmd.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (multiples of 32)")
-    cmd.add_argument("--batch", type=_positive_int, default=1, help="static batch size (default 1)")
+    cmd.add_argument("--batch", type=positive_int, default=1, help="static batch size (default 1)")
     cmd.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}: TensorRT 8.5+)")
     cmd.add_argument("--fp16", action="store_true", help="write the FP16 graph (FP32 kept beside it as *.fp32.onnx)")
     cmd.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
@@ -134,12 +128,12 @@ def run_onnx(args) -> None:
 
 def run_fp16(args) -> None:
     from edgedepth.export.fp16 import convert_to_fp16
+    from edgedepth.export.verify import summary
 
     result = convert_to_fp16(
         args.onnx, args.output, data_max=args.data_max, keep_fp32=args.keep_fp32, converter=args.converter, log=_log
     )
-    worst = max(result.checks.values(), key=lambda report: report.worst[1])
-    _log(f"wrote {result.path} (FP16, {len(result.fp32_nodes)} nodes kept FP32); {worst.summary()}")
+    _log(f"wrote {result.path} (FP16, {len(result.fp32_nodes)} nodes kept FP32); {summary(result.checks)}")
 
 
 def run_engine(args) -> None:
@@ -201,18 +195,7 @@ COMMANDS = {"onnx": run_onnx, "fp16": run_fp16, "engine": run_engine, "check": r
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``depth-export``; returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        _check_usage(parser, args)
-    except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors 2
-        return int(exc.code or 0)
-    try:
-        status = COMMANDS[args.command](args)
-    except (EdgeDepthError, OSError) as exc:  # OSError: unwritable output, full disk
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    return int(status or 0)
+    return run_command(PROG, build_parser(), lambda args: COMMANDS[args.command](args), argv, validate=_check_usage)
 
 
 if __name__ == "__main__":

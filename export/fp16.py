@@ -23,12 +23,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 import numpy as np
 
 from edgedepth.errors import ExportError
-from edgedepth.io import atomic_path, sha256_file
-from edgedepth.spec import ModelSpec
 from edgedepth.export import onnx_info
 from edgedepth.export.fp16_converters import FP16_MAX, convert_graph, converter_name
-from edgedepth.export.probes import probe_batches
-from edgedepth.export.verify import FP16_ABSREL_BUDGET, CheckReport, abs_rel, compare, cpu_session, probe_sizes, require, run_session
+from edgedepth.export.verify import Agreements, compare_probes, export_budget, probe_sizes, require
+from edgedepth.io import atomic_path, sha256_file
+from edgedepth.onnxrt import cpu_session, run_session
+from edgedepth.probes import probe_batches
+from edgedepth.spec import ModelSpec
 
 FP16_MIN_NORMAL = 2.0 ** -14
 #: Activation magnitude above which a node stays FP32: 1/16 of FP16's range, a margin for frames
@@ -45,7 +46,7 @@ class Fp16Result:
     spec: ModelSpec
     converter: str
     fp32_nodes: Dict[str, str]  # node name -> reason it stays FP32
-    checks: Dict[str, CheckReport] = field(default_factory=dict)
+    checks: Dict[str, Agreements] = field(default_factory=dict)  # size -> probe -> agreement
 
 
 def _float_tensor_names(model) -> Set[str]:
@@ -69,7 +70,7 @@ def _with_intermediate_outputs(model, names: Iterable[str]):
 def activation_ranges(model, batches: Iterable[np.ndarray]) -> Dict[str, float]:
     """Run ``model`` (FP32) on ``batches`` in ORT: ``{tensor: max |x|}`` for every float tensor."""
     exposed = _with_intermediate_outputs(model, _float_tensor_names(model))
-    session = cpu_session(exposed.SerializeToString(), optimization="basic")
+    session = cpu_session(exposed.SerializeToString(), optimization="basic", error=ExportError)
     input_name = session.get_inputs()[0].name
     output_names = [output.name for output in session.get_outputs()]
     ranges: Dict[str, float] = {}
@@ -146,25 +147,21 @@ def _check_sizes(spec: ModelSpec) -> List[Tuple[int, int]]:
     return probe_sizes(spec.height, spec.width) if spec.dynamic else [(spec.height, spec.width)]
 
 
-def verify_fp16(fp16_bytes: bytes, fp32_source: PathLike, spec: ModelSpec, seed: int = 1000) -> Dict[str, CheckReport]:
+def verify_fp16(fp16_bytes: bytes, fp32_source: PathLike, spec: ModelSpec, seed: int = 1000) -> Dict[str, Agreements]:
     """FP16 vs FP32 in ORT on random, structured and extreme probes (other seeds than the range
-    analysis): AbsRel within budget and no NaN/Inf, at every checked size."""
-    fp16_session, fp32_session = cpu_session(fp16_bytes), cpu_session(fp32_source)
-    reports = {}
+    analysis): within the ``fp16`` budget row (AbsRel <= 0.1 % by default) and no NaN/Inf, at
+    every checked size."""
+    fp16_session = cpu_session(fp16_bytes, error=ExportError)
+    fp32_session = cpu_session(fp32_source, error=ExportError)
+    budget = export_budget("fp16")
+    checks = {}
     for height, width in _check_sizes(spec):
         probes = probe_batches(spec, batch=2 if spec.dynamic else 1, size=(height, width), seed=seed)
-        report = compare(
-            probes,
-            lambda batch: run_session(fp16_session, batch),
-            lambda batch: run_session(fp32_session, batch),
-            "abs_rel",
-            FP16_ABSREL_BUDGET,
-            "the FP16 ONNX",
-            measure=lambda got, ref: abs_rel(got, ref, floor=spec.min_depth),
-        )
-        require(report, f"FP16 ONNX at {height}x{width}", "keep more nodes in FP32 (--data-max lower, --keep-fp32 NODE)")
-        reports[f"fp16_vs_fp32_{height}x{width}"] = report
-    return reports
+        agreements = compare_probes(probes, lambda batch: run_session(fp16_session, batch),
+                                    lambda batch: run_session(fp32_session, batch), spec, budget, "the FP16 ONNX")
+        require(agreements, f"FP16 ONNX at {height}x{width}", "keep more nodes in FP32 (--data-max lower, --keep-fp32 NODE)")
+        checks[f"fp16_vs_fp32_{height}x{width}"] = agreements
+    return checks
 
 
 def _fp16_spec(spec: ModelSpec, source: PathLike, converter: str, fp32_nodes: Dict[str, str], data_max: float) -> ModelSpec:

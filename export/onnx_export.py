@@ -21,20 +21,13 @@ import numpy as np
 
 from edgedepth import __version__
 from edgedepth.errors import ExportError
-from edgedepth.io import atomic_path, sha256_file
-from edgedepth.spec import ModelSpec
 from edgedepth.export import onnx_info
 from edgedepth.export.fp16 import Fp16Result, convert_to_fp16
-from edgedepth.export.probes import probe_batches
-from edgedepth.export.verify import (
-    FP32_TOLERANCE_FRACTION,
-    CheckReport,
-    compare,
-    cpu_session,
-    probe_sizes,
-    require,
-    run_session,
-)
+from edgedepth.export.verify import Agreements, compare_probes, export_budget, probe_sizes, require, summary
+from edgedepth.io import atomic_path, sha256_file
+from edgedepth.onnxrt import cpu_session, run_session
+from edgedepth.probes import probe_batches
+from edgedepth.spec import ModelSpec
 
 #: Opset 17: the newest that TensorRT 8.5/8.6's parser accepts (10.x takes up to 20).
 DEFAULT_OPSET = 17
@@ -49,7 +42,7 @@ class OnnxExportResult:
 
     path: Path
     spec: ModelSpec
-    checks: Dict[str, CheckReport] = field(default_factory=dict)
+    checks: Dict[str, Agreements] = field(default_factory=dict)  # size -> probe -> agreement
     simplifier: Optional[str] = None
     fp16: Optional[Fp16Result] = None
 
@@ -233,20 +226,23 @@ def _torch_runner(model) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def verify_against_torch(path: Path, model, spec: ModelSpec, batch: int) -> Dict[str, CheckReport]:
-    """ORT (CPU) vs PyTorch on random and structured probes: max abs error <= 1e-4 x max_depth.
+def verify_against_torch(path: Path, model, spec: ModelSpec, batch: int) -> Dict[str, Agreements]:
+    """ORT (CPU) vs PyTorch on random and structured probes, within the ``fp32`` budget row
+    (max abs error <= 1e-4 x max_depth by default).
 
     A dynamic export is checked at several sizes with batch 2; a static one at its own shape.
     """
-    session = cpu_session(path)
-    budget = FP32_TOLERANCE_FRACTION * spec.max_depth
+    session = cpu_session(path, error=ExportError)
+    budget = export_budget("fp32")
     sizes = probe_sizes(spec.height, spec.width) if spec.dynamic else [(spec.height, spec.width)]
     checks = {}
     for height, width in sizes:
         probes = probe_batches(spec, batch=2 if spec.dynamic else batch, size=(height, width))
-        report = compare(probes, lambda b: run_session(session, b), _torch_runner(model), "max_abs_error", budget, "the ONNX")
-        require(report, f"ONNX vs PyTorch at {height}x{width}", "the exporter mistranslated an op; report it with the model code")
-        checks[f"onnx_vs_torch_{height}x{width}"] = report
+        agreements = compare_probes(probes, lambda b: run_session(session, b), _torch_runner(model), spec, budget,
+                                    "the ONNX")
+        require(agreements, f"ONNX vs PyTorch at {height}x{width}",
+                "the exporter mistranslated an op; report it with the model code")
+        checks[f"onnx_vs_torch_{height}x{width}"] = agreements
     return checks
 
 
@@ -294,14 +290,10 @@ def export_onnx(
         trace_to_onnx(model, spec, tmp, batch, dynamic, opset)
         simplifier = finalize_graph(tmp, spec, simplify)
         checks = verify_against_torch(tmp, model, spec, batch)
-    log(f"wrote {fp32_path} (FP32, {'dynamic' if dynamic else f'{batch}x3x{height}x{width}'}); {_summary(checks)}")
+    log(f"wrote {fp32_path} (FP32, {'dynamic' if dynamic else f'{batch}x3x{height}x{width}'}); {summary(checks)}")
     result = OnnxExportResult(fp32_path, spec, checks, simplifier)
     if fp16:
         result.fp16 = convert_to_fp16(fp32_path, output, log=log)
-        log(f"wrote {output} (FP16); {_summary(result.fp16.checks)}")
+        log(f"wrote {output} (FP16); {summary(result.fp16.checks)}")
     return result
 
-
-def _summary(checks: Dict[str, CheckReport]) -> str:
-    worst = max(checks.values(), key=lambda report: report.worst[1] / report.budget)
-    return f"self-check passed on {len(checks)} size(s), worst {worst.summary()}"

@@ -2,8 +2,8 @@
 
 * :mod:`.inputs` - the built-in structured set, folders/globs/videos, datasets with depth;
 * :mod:`.artifacts` - a candidate's kind, precision (from the graph or engine sidecar), spec, sha256;
-* :mod:`.compare` - tensor error statistics and depth agreement, per input and over the set;
-* :mod:`.budgets` / :mod:`.checks` - budgets per precision and the verdict;
+* the comparison and the budget are the core's, shared with export and calib
+  (:mod:`edgedepth.agreement`, :mod:`edgedepth.budget`, ``configs/budgets/default.yaml``);
 * :mod:`.runner` - ``run_parity(ParityOptions)``; :mod:`.report` / :mod:`.pictures` - JSON, Markdown, PNG;
 * :mod:`.cli` - the command.
 
@@ -20,9 +20,6 @@ _LAZY = {
     "run_parity": "edgedepth.parity.runner",
     "ParityUsageError": "edgedepth.parity.artifacts",
     "describe_artifact": "edgedepth.parity.artifacts",
-    "compare_depth": "edgedepth.parity.compare",
-    "load_budgets": "edgedepth.parity.budgets",
-    "DEFAULT_BUDGETS": "edgedepth.parity.budgets",
     "builtin_images": "edgedepth.parity.inputs",
 }
 

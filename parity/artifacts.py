@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from edgedepth.errors import EdgeDepthError
+from edgedepth.errors import EdgeDepthError, UsageError
 from edgedepth.io import sha256_file
 from edgedepth.spec import ModelSpec
 
@@ -22,8 +22,8 @@ NUMERIC_SPEC_FIELDS = ("mean", "std", "color_order", "min_depth", "max_depth", "
 PROVENANCE_FIELDS = ("config_hash",)
 
 
-class ParityUsageError(EdgeDepthError):
-    """A candidate or input that cannot be compared at all (missing, unreadable, wrong size)."""
+class ParityUsageError(UsageError):
+    """A candidate or input that cannot be compared at all (missing, unreadable, wrong size): exit 2."""
 
 
 @dataclass

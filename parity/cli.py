@@ -1,7 +1,8 @@
 """``depth-parity``: judge exported artifacts against the PyTorch checkpoint they came from.
 
-Exit status: 0 every candidate within its precision's budget, 1 any candidate fails, 2 usage error
-(a missing or unreadable file, an unknown budget key, a candidate of another input size).
+Exit status (edgedepth.cli.run_command): 0 every candidate within its precision's budget, 1 any
+candidate fails (or an artifact fails while running), 2 usage error (a missing or unreadable file,
+an unknown budget key, a candidate of another input size), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from edgedepth.errors import ConfigError, EdgeDepthError
+from edgedepth.cli import run_command
 
 EPILOG = """\
 examples:
@@ -19,7 +20,7 @@ examples:
 
 Without --images or --gt-data a built-in set of structured images is used (rendered rooms,
 gradients, checkerboards, hard edges, saturated frames, noise). The precision of each candidate
-is read from the artifact (ONNX graph, engine sidecar) and picks its budget (configs/parity/budget.yaml).
+is read from the artifact (ONNX graph, engine sidecar) and picks its budget (configs/budgets/default.yaml).
 """
 
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--split", help="dataset split for --gt-data (default: the config's evaluation split)")
     inputs.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
                         help=f"evenly spaced images taken from --images/--gt-data (default {DEFAULT_MAX_IMAGES})")
-    parser.add_argument("--budget", metavar="FILE.yaml", help="budget overrides per precision (see configs/parity/budget.yaml)")
+    parser.add_argument("--budget", metavar="FILE.yaml", help="budget overrides per precision (see configs/budgets/default.yaml)")
     parser.add_argument("--report-dir", default="parity-report", help="where report.json, report.md and pictures/ go (default parity-report)")
     parser.add_argument("--no-pictures", dest="pictures", action="store_false", help="skip the PNG pictures")
     run = parser.add_argument_group("execution")
@@ -73,18 +74,13 @@ def _progress(quiet: bool):
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``depth-parity``; returns the exit status (0 pass, 1 fail, 2 usage error)."""
-    from edgedepth.parity.artifacts import ParityUsageError
+    return run_command("depth-parity", build_parser(), _parity, argv)
+
+
+def _parity(args: argparse.Namespace) -> int:
     from edgedepth.parity.runner import run_parity
 
-    args = build_parser().parse_args(argv)  # exits 2 on a malformed command line
-    try:
-        result = run_parity(_options(args), log=_progress(args.quiet))
-    except (ParityUsageError, ConfigError) as exc:
-        print(f"depth-parity: error: {exc}", file=sys.stderr)
-        return 2
-    except EdgeDepthError as exc:  # an artifact failed while running: that candidate cannot be signed off
-        print(f"depth-parity: error: {exc}", file=sys.stderr)
-        return 1
+    result = run_parity(_options(args), log=_progress(args.quiet))
     for run in result.candidates:
         print(run.verdict_line())
     failed = sum(not run.passed for run in result.candidates)

@@ -15,7 +15,7 @@ import numpy as np
 from edgedepth.colormap import colorize_depth
 from edgedepth.io import write_bytes_atomic
 from edgedepth.preprocess import import_cv2
-from edgedepth.parity.compare import HIST_BINS_PER_DECADE, HIST_DECADES, ErrorHistogram
+from edgedepth.agreement import HIST_BINS_PER_DECADE, HIST_DECADES, ErrorHistogram
 
 PANEL_HEIGHT = 192
 HEADER = 24

@@ -21,10 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from edgedepth.agreement import format_figure
+from edgedepth.budget import BUDGET_KEYS
 from edgedepth.io import write_json_atomic, write_text_atomic
 from edgedepth.metrics import format_metrics_table
-from edgedepth.parity.budgets import BUDGET_KEYS, describe_budget
-from edgedepth.parity.checks import format_figure, skipped_keys
 
 REPORT_FORMAT = "edgedepth-parity"
 REPORT_FORMAT_VERSION = 1
@@ -107,7 +107,7 @@ def candidate_dict(run: Any) -> Dict[str, Any]:
         "deciding_check": run.deciding.to_dict(),
         "budget": run.budget.to_dict(),
         "checks": [check.to_dict() for check in run.checks],
-        "not_checked": skipped_keys(run.budget.limits, run.task_metrics is not None),
+        "not_checked": list(run.budget.skipped_keys(run.task_metrics is not None)),
         "judged_inputs": run.judged_description,
         "figures": run.figures,
         "figures_all_inputs": run.figures_all,
@@ -194,7 +194,7 @@ def task_table(result: Any) -> str:
 
 def _header_lines(result: Any) -> List[str]:
     ref, spec = result.reference, result.reference.spec
-    budgets = "; ".join(f"{precision}: {describe_budget(budget, spec.max_depth)}" for precision, budget in result.budgets.items())
+    budgets = "; ".join(f"{precision}: {budget.describe(spec.max_depth)}" for precision, budget in result.budgets.items())
     versions = package_versions()
     return [
         f"# Parity report: {'PASS' if result.passed else 'FAIL'}",
@@ -220,7 +220,7 @@ def _candidate_section(run: Any) -> List[str]:
         "",
     ]
     lines += [f"- **{finding.severity}**: {finding.message}" for finding in artifact.findings] + ([""] if artifact.findings else [])
-    skipped = skipped_keys(run.budget.limits, run.task_metrics is not None)
+    skipped = run.budget.skipped_keys(run.task_metrics is not None)
     lines += [f"- Not checked without ground truth (--gt-data): {', '.join(skipped)}", ""] if skipped else []
     lines += [f"- Budget limits judged on {run.judged_description}; NaN/Inf on every input", ""]
     lines += [checks_table(run), ""]
@@ -250,14 +250,12 @@ def slug(label: str) -> str:
 
 
 def _histogram_markers(run: Any, max_depth: float) -> Dict[str, List]:
-    from edgedepth.parity.budgets import budget_limit
-
     markers: Dict[str, List] = {"abs": [], "rel": []}
-    for key, value in run.budget.limits.items():
+    for key in run.budget.limits:
         figure = BUDGET_KEYS[key].figure
         kind = "abs" if figure.endswith("abs_error") else "rel" if figure.endswith("rel_error") or figure == "abs_rel" else None
         if kind:
-            markers[kind].append((budget_limit(key, value, max_depth), f"{figure} budget"))
+            markers[kind].append((run.budget.limit(key, max_depth), f"{figure} budget"))
     return markers
 
 

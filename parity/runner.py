@@ -15,20 +15,27 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edgedepth.agreement import Check, ComparisonAccumulator, badness, deciding_check, format_figure, judge
+from edgedepth.budget import BUDGET_KEYS, PRECISIONS, Budget, Budgets, load_budgets
 from edgedepth.metrics import DepthMetricAccumulator, compute_depth_metrics
+from edgedepth.parity.artifacts import Artifact, ParityUsageError, describe_artifact, feed_spec, spec_findings
+from edgedepth.parity.inputs import (
+    DEFAULT_MAX_IMAGES,
+    InputSet,
+    ParityInput,
+    builtin_inputs,
+    dataset_inputs,
+    image_inputs,
+)
 from edgedepth.preprocess import preprocess
 from edgedepth.spec import ModelSpec
-from edgedepth.parity.artifacts import Artifact, ParityUsageError, describe_artifact, feed_spec, spec_findings
-from edgedepth.parity.budgets import BUDGET_KEYS, PRECISIONS, Budget, Budgets, load_budgets
-from edgedepth.parity.checks import Check, build_checks, deciding_check, format_figure
-from edgedepth.parity.compare import ComparisonAccumulator, badness
-from edgedepth.parity.inputs import DEFAULT_MAX_IMAGES, InputSet, ParityInput, builtin_inputs, dataset_inputs, image_inputs
 
 Log = Callable[[str], None]
 #: Inputs shown in the side-by-side picture (the first ones of the set).
 SIDE_BY_SIDE_ROWS = 6
 TASK_KEYS = ("abs_rel", "rmse", "d1")
 REFERENCE_DEVICES = ("cpu", "cuda")
+SPEC_CHECK = "spec"
 
 
 @dataclass
@@ -240,11 +247,6 @@ def _opened(stack: contextlib.ExitStack, what: str, opener: Callable[[], Any]) -
 # --------------------------------------------------------------------------- the loop
 
 
-def _same_preprocessing(a: ModelSpec, b: ModelSpec) -> bool:
-    fields = ("height", "width", "mean", "std", "color_order")
-    return all(getattr(a, name) == getattr(b, name) for name in fields)
-
-
 def _infer(backend: Any, batch: np.ndarray) -> Tuple[np.ndarray, float]:
     started = time.perf_counter()
     depth = backend.infer(batch)
@@ -277,7 +279,7 @@ def _keep_snapshots(run: CandidateRun, row: Dict[str, Any], snapshot: Snapshot, 
 
 def _measure_candidate(run: CandidateRun, backend: Any, item: ParityInput, spec: ModelSpec, ref_batch: np.ndarray,
                        ref_depth: np.ndarray, task_options: Optional[Dict[str, Any]]) -> None:
-    same = _same_preprocessing(run.feed, spec)
+    same = run.feed.preprocessing_key() == spec.preprocessing_key()
     batch = ref_batch if same else preprocess(item.image, run.feed, item.input_order)
     depth, seconds = _infer(backend, batch)
     run.inference_s += seconds
@@ -286,9 +288,9 @@ def _measure_candidate(run: CandidateRun, backend: Any, item: ParityInput, spec:
     if task_options is not None:
         extra.update(_task_row(item, ref_depth, depth, task_options))
         run.task.add(depth, item.depth, item.mask)
-    run.comparison.add(item.name, depth, ref_depth, extra)
+    run.comparison.add(item.name, ref_depth, depth, extra)
     if judged and run.judged is not run.comparison:
-        run.judged.add(item.name, depth, ref_depth, extra)
+        run.judged.add(item.name, ref_depth, depth, extra)
     _keep_snapshots(run, run.comparison.per_input[-1], Snapshot(item.name, item.image, item.input_order, ref_depth, depth), judged)
 
 
@@ -336,8 +338,14 @@ def finish_candidate(run: CandidateRun, reference: Artifact, reference_task: Opt
     worst = {figure: run.judged.worst_input(figure) for figure in run.tracked_figures()}
     worst["nonfinite"] = run.comparison.worst_input("nonfinite")
     spec_errors = [finding.spec_field for finding in run.artifact.spec_errors]
-    run.checks = build_checks(run.budget.limits, run.figures, worst, reference.spec.max_depth, spec_errors,
-                              reference_task is not None)
+    nonfinite, *limits = judge(run.figures, run.budget, reference.spec.max_depth, worst, reference_task is not None)
+    run.checks = [nonfinite, spec_check(spec_errors), *limits]
+
+
+def spec_check(spec_errors: Sequence[str]) -> Check:
+    """Always on: the candidate's spec must match the checkpoint's in every field the output depends on."""
+    text = "spec matches the checkpoint" if not spec_errors else f"spec differs from the checkpoint ({', '.join(spec_errors)})"
+    return Check(SPEC_CHECK, "spec_errors", "max", 0.0, float(len(spec_errors)), note=text)
 
 
 def run_parity(options: ParityOptions, log: Log = print) -> ParityResult:

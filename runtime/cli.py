@@ -1,25 +1,23 @@
 """``depth-run`` (live depth from a camera, stream or file) and ``depth-bench`` (backend speed).
 
-Errors end the command with one line on stderr: exit 2 for a usage error, 1 for a failure.
+Errors end the command with one line on stderr (edgedepth.cli.run_command): exit 2 for a usage
+error, 1 for a failure, 130 when interrupted before streaming (once streaming, Ctrl-C, SIGTERM
+and SIGHUP end the run normally: outputs finalised, exit 0).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
-import signal
 import sys
-import threading
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+from edgedepth.cli import configure_logging, non_negative_int, positive_float, positive_int, run_command
 from edgedepth.colormap import COLORMAPS
-from edgedepth.errors import EdgeDepthError
-from edgedepth.cli import configure_logging
 from edgedepth.io import write_json_atomic
 from edgedepth.runtime.backend import BACKEND_CHOICES, Backend, open_backend
 from edgedepth.runtime.bench import benchmark_backend, environment, frames_from_source, make_batches, synthetic_frames
-from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineOptions, RunResult
+from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineError, PipelineOptions, RunResult
 from edgedepth.runtime.sinks import DEPTH_FORMATS, DepthWriter, VideoSink, WindowSink, display_decision, probe_window
 from edgedepth.runtime.sources import FLIP_METHODS, ReconnectPolicy, Source, SourceOptions, open_source, redact_url
 from edgedepth.runtime.stats import format_summary
@@ -41,33 +39,11 @@ def _size(text: str) -> Tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number")
-    return int(text)
-
-
-def _non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
-    return int(text)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
 def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--model", required=True, help="engine (.engine/.plan + sidecar JSON), ONNX file, or checkpoint (.pt)")
     add("--backend", choices=BACKEND_CHOICES, default="auto", help="auto picks by the model's file type")
-    add("--threads", type=_positive_int, help="CPU threads for ONNX Runtime / PyTorch inference")
+    add("--threads", type=positive_int, help="CPU threads for ONNX Runtime / PyTorch inference")
     add("--providers", help="ONNX Runtime providers, comma-separated (default: TensorRT > CUDA > CPU)")
     add("--device", help="PyTorch device (cpu, cuda, cuda:1; default cuda when available)")
 
@@ -78,25 +54,25 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--input", help="video file, image, folder or glob of images, or any --camera address")
     add = parser.add_argument_group("capture").add_argument
     add("--camera-size", type=_size, help="capture size WIDTHxHEIGHT (V4L2, CSI; CSI default 1280x720)")
-    add("--camera-fps", type=_positive_float, help="capture frame rate (V4L2, CSI; CSI default 30)")
+    add("--camera-fps", type=positive_float, help="capture frame rate (V4L2, CSI; CSI default 30)")
     add("--camera-fourcc", help="V4L2 pixel format, e.g. MJPG (many webcams reach full rate only in MJPG)")
     add("--flip", default="none", help=f"CSI flip: 0-7 or {', '.join(FLIP_METHODS)}")
     add("--loop", action="store_true", help="start a video/image input over at its end")
-    add("--reconnect-attempts", type=_non_negative_int, default=5, help="live source: reopen tries after a drop")
-    add("--frame-timeout", type=_positive_float, default=10.0, help="live source: seconds without a frame = stalled")
+    add("--reconnect-attempts", type=non_negative_int, default=5, help="live source: reopen tries after a drop")
+    add("--frame-timeout", type=positive_float, default=10.0, help="live source: seconds without a frame = stalled")
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument_group("output").add_argument
     add("--no-display", action="store_true", help="no window (automatic when no display is available)")
     add("--output", help="write the side-by-side view to this video file (.mp4: mp4v, .avi: MJPG)")
-    add("--output-fps", type=_positive_float, help="frame rate of --output (default: the source's, else 30)")
+    add("--output-fps", type=positive_float, help="frame rate of --output (default: the source's, else 30)")
     add("--save-depth", metavar="DIR", help="write raw metric depth per frame into DIR")
     add("--depth-format", choices=DEPTH_FORMATS, default="png", help="png: uint16 millimetres; npy: float32 metres")
     add("--colormap", choices=COLORMAPS, default="turbo")
     add("--depth-range", nargs=2, type=float, metavar=("MIN", "MAX"), help="colour range in metres (default: the model's)")
     add("--no-overlay", action="store_true", help="no FPS/latency text on the view")
-    add("--max-frames", type=_positive_int, help="stop after this many frames")
+    add("--max-frames", type=positive_int, help="stop after this many frames")
     add("--stats-json", metavar="FILE", help="write frame counts, fps and per-stage timings here")
     add("--quiet", action="store_true", help="only errors on stderr")
 
@@ -111,14 +87,6 @@ def run_parser() -> argparse.ArgumentParser:
     _add_source_arguments(parser)
     _add_output_arguments(parser)
     return parser
-
-
-def _parse(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> Tuple[Optional[argparse.Namespace], int]:
-    """(args, 0), or (None, exit status) for --help and usage errors (argparse exits with them)."""
-    try:
-        return parser.parse_args(argv), 0
-    except SystemExit as exc:
-        return None, int(exc.code or 0)
 
 
 def _check_run_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -224,61 +192,21 @@ def _stream(args: argparse.Namespace) -> int:
             pipeline = DepthPipeline(source, backend, _make_outputs(args, source), options)
             try:
                 result = pipeline.run()
-            except Exception as exc:
-                result = getattr(exc, "result", None)
-                if result is not None:
-                    _report(args, backend, result)
+            except PipelineError as exc:  # the stats of what ran are still written
+                _report(args, backend, exc.result)
                 raise
             _report(args, backend, result)
     return 0 if result.exit_reason in CLEAN_EXITS else 1
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (systemd stop, docker stop) and SIGINT like Ctrl-C so outputs are finalised.
-
-    SIGINT is set explicitly because a process started in the background by a non-interactive
-    shell (``depth-run ... &`` in a script) inherits SIGINT as ignored, and Python keeps it so.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _fail(program: str, message: str) -> int:
-    print(f"{program}: error: {message}", file=sys.stderr)
-    return 1
-
-
 def run_main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``depth-run``; returns the exit status."""
-    parser = run_parser()
-    args, status = _parse(parser, argv)
-    if args is None:
-        return status
-    try:
-        _check_run_args(parser, args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    return run_command("depth-run", run_parser(), _run, argv, validate=_check_run_args)
+
+
+def _run(args: argparse.Namespace) -> int:
     configure_logging(args.quiet)
-    try:
-        with _sigterm_as_interrupt():
-            return _stream(args)
-    except (EdgeDepthError, OSError) as exc:  # OSError: an output folder that cannot be written, a full disk
-        return _fail("depth-run", str(exc))
-    except KeyboardInterrupt:
-        print("depth-run: interrupted before streaming started", file=sys.stderr)
-        return 130
+    return _stream(args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,11 +221,11 @@ def bench_parser() -> argparse.ArgumentParser:
         description="Backend latency (p50/p90/p99) and throughput after warm-up, on real or synthetic frames.",
     )
     _add_backend_arguments(parser)
-    parser.add_argument("--iterations", type=_positive_int, default=200, help="timed inference calls")
-    parser.add_argument("--warmup", type=_non_negative_int, default=20, help="untimed calls first")
-    parser.add_argument("--batch", type=_positive_int, default=1, help="images per call")
+    parser.add_argument("--iterations", type=positive_int, default=200, help="timed inference calls")
+    parser.add_argument("--warmup", type=non_negative_int, default=20, help="untimed calls first")
+    parser.add_argument("--batch", type=positive_int, default=1, help="images per call")
     parser.add_argument("--input", help="take frames from this video/images/camera (default: synthetic 720p frames)")
-    parser.add_argument("--frames", type=_positive_int, default=32, help="distinct frames to cycle through")
+    parser.add_argument("--frames", type=positive_int, default=32, help="distinct frames to cycle through")
     parser.add_argument("--json", metavar="FILE", help="write the result here as JSON")
     return parser
 
@@ -321,16 +249,12 @@ def _bench(args: argparse.Namespace) -> Dict[str, Any]:
 
 def bench_main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``depth-bench``; returns the exit status."""
-    args, status = _parse(bench_parser(), argv)
-    if args is None:
-        return status
+    return run_command("depth-bench", bench_parser(), _bench_command, argv)
+
+
+def _bench_command(args: argparse.Namespace) -> int:
     configure_logging(quiet=True)
-    try:
-        report = _bench(args)
-    except (EdgeDepthError, OSError) as exc:
-        return _fail("depth-bench", str(exc))
-    except KeyboardInterrupt:
-        return _fail("depth-bench", "interrupted")
+    report = _bench(args)
     latency = report["latency_ms"]
     print(
         f"{report['backend_detail']}: p50 {latency['p50']:.2f} ms, p90 {latency['p90']:.2f} ms, "

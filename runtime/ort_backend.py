@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edgedepth.errors import BackendError
-from edgedepth.export.verify import DISABLED_ORT_OPTIMIZERS
+from edgedepth.onnxrt import ProviderEntry, import_onnxruntime, open_session
 from edgedepth.runtime.backend import Backend
 from edgedepth.spec import ModelSpec
 
 #: Preference order; the first available one runs each node it supports.
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-ProviderEntry = Union[str, Tuple[str, Dict[str, Any]]]
 
 
 def select_providers(available: Sequence[str], requested: Optional[Sequence[str]] = None) -> List[str]:
@@ -62,20 +61,12 @@ class OnnxRuntimeBackend(Backend):
         threads: Optional[int] = None,
         trt_cache_dir: Optional[str] = None,
     ) -> None:
-        ort = _import_onnxruntime()
+        ort = import_onnxruntime("the onnxruntime backend")
         chosen = select_providers(ort.get_available_providers(), providers)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = int(threads)
         entries = provider_entries(chosen, Path(trt_cache_dir) if trt_cache_dir else None)
-        try:
-            # The same rewrites the export and calibration checks switch off, so depth-run and
-            # depth-parity run the Q/DQ graph as written (and as TensorRT will).
-            self._session = ort.InferenceSession(model_path, sess_options=options, providers=entries,
-                                                 disabled_optimizers=list(DISABLED_ORT_OPTIMIZERS))
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise BackendError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
+        # The same session as the export and calibration checks (Q/DQ-changing rewrites off), so
+        # depth-run and depth-parity run the Q/DQ graph as written (and as TensorRT will).
+        self._session = open_session(model_path, providers=entries, threads=int(threads or 0))
         super().__init__(self._read_spec(model_path), model_path)
         self._input_name, self._batch_dim = self._check_io()
 
@@ -123,15 +114,4 @@ class OnnxRuntimeBackend(Backend):
 
     def _release(self) -> None:
         self._session = None
-
-
-def _import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendError(
-            "onnxruntime is not installed: `pip install onnxruntime` (CPU), onnxruntime-gpu (desktop CUDA), or "
-            "the JetPack onnxruntime-gpu wheel from the Jetson Zoo on a Jetson"
-        ) from exc
-    return onnxruntime
 

@@ -17,7 +17,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edgedepth.cli import describe_os_error
 from edgedepth.colormap import colorize_depth
+from edgedepth.errors import EdgeDepthError
 from edgedepth.preprocess import preprocess
 from edgedepth.runtime.backend import Backend, warm_up
 from edgedepth.runtime.sinks import DepthWriter, VideoSink, WindowSink, draw_overlay, side_by_side
@@ -92,6 +94,16 @@ class RunResult:
             "frames": dict(self.frames),
             "stages_ms": self.stages_ms,
         }
+
+
+class PipelineError(EdgeDepthError):
+    """A run that stopped on an error (a source or backend failure, an output that cannot be
+    written). Outputs are finalised before it is raised; ``result`` holds the counts and timings so
+    far, and ``__cause__`` the original error."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -201,9 +213,10 @@ class DepthPipeline:
             reason, error = "error", exc
         finally:
             self._shutdown(threads)
-        result = self._result(reason, _one_line(error) if error else None)
-        if error is not None:
-            error.result = result  # type: ignore[attr-defined]  # the caller still writes stats
+        result = self._result(reason, _describe(error) if error else None)
+        if isinstance(error, (EdgeDepthError, OSError)):
+            raise PipelineError(result.error or "", result) from error
+        if error is not None:  # not an edgedepth or I/O error: a bug, whose traceback is wanted
             raise error
         return result
 
@@ -297,6 +310,10 @@ class DepthPipeline:
             "reconnects": counters.reconnects,
         }
         return RunResult(reason, frames, self._fps(), wall, self.timings.summary_ms(), error)
+
+
+def _describe(error: BaseException) -> str:
+    return describe_os_error(error) if isinstance(error, OSError) else _one_line(error)
 
 
 def _one_line(error: BaseException) -> str:

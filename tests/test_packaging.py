@@ -43,7 +43,7 @@ def test_wheel_holds_every_subpackage_and_config(wheel):
         assert f"{package}/__init__.py" in names, f"{package} missing from the wheel"
     for config in ("grad_a", "baseline", "ssi_only", "demo", "base"):
         assert f"edgedepth/configs/{config}.yaml" in names
-    assert "edgedepth/configs/parity/budget.yaml" in names
+    assert "edgedepth/configs/budgets/default.yaml" in names
     assert "edgedepth/export/data/tensorrt_onnx_operators.json" in names  # the conformance check's tables
     assert not any(name.startswith(("training/", "export/", "calib/", "runtime/", "parity/", "tests/")) for name in names), \
         "stage folders are mapped, not top level"
@@ -59,7 +59,8 @@ def test_wheel_declares_the_stage_commands(wheel):
 
 def test_core_and_runtime_import_without_torch():
     code = (
-        "import sys, edgedepth, edgedepth.metrics, edgedepth.preprocess, edgedepth.runtime, edgedepth.parity;"
+        "import sys, edgedepth, edgedepth.metrics, edgedepth.preprocess, edgedepth.media, edgedepth.probes,"
+        " edgedepth.runtime, edgedepth.parity, edgedepth.parity.inputs;"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

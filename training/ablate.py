@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from edgedepth.cli import configure_logging, run_command
 from edgedepth.io import write_json_atomic, write_text_atomic
-from edgedepth.training.cli import run_cli
 
 #: The study's weight experiments followed by the four-way loss ablation.
 STUDY_CONFIGS = ("baseline", "grad_a", "grad_b", "grad_c", "ssi_only", "silog_only", "ssi_silog", "ssi_silog_grad")
@@ -71,13 +72,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def ablate_main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``depth-ablate``."""
-    args = _parser().parse_args(argv)
-    return run_cli(lambda: _ablate(args, argv))
+    return run_command("depth-ablate", _parser(), lambda args: _ablate(args, argv), argv)
 
 
 def _ablate(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
-    import sys
-
+    configure_logging()
     out_dir = Path(args.output_dir)
     command = "depth-ablate " + " ".join(argv if argv is not None else sys.argv[1:])
     rows = []

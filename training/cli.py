@@ -1,7 +1,7 @@
 """``depth-train`` and ``depth-eval``: the training stage's commands.
 
-Library code raises; these functions turn edgedepth errors into a one-line message and an exit
-code (1 = failed, 2 = bad usage).
+Library code raises; :func:`edgedepth.cli.run_command` turns errors into a one-line message and
+an exit code (1 = failed, 2 = bad usage, 130 = interrupted).
 """
 from __future__ import annotations
 
@@ -9,26 +9,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
-from edgedepth.cli import configure_logging
-from edgedepth.errors import EdgeDepthError
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def run_cli(body: Callable[[], int]) -> int:
-    """Run a command body; edgedepth errors become ``error: ...`` on stderr and exit 1."""
-    configure_logging()
-    try:
-        return body()
-    except EdgeDepthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+from edgedepth.cli import configure_logging, run_command
+from edgedepth.errors import UsageError
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -46,18 +30,18 @@ def _train_parser() -> argparse.ArgumentParser:
 
 def train_main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``depth-train``."""
-    args = _train_parser().parse_args(argv)
-    return run_cli(lambda: _train(args))
+    return run_command("depth-train", _train_parser(), _train, argv)
 
 
 def _train(args: argparse.Namespace) -> int:
     from edgedepth.training.config import load_config
     from edgedepth.training.trainer import Trainer
 
+    configure_logging()
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
-            raise EdgeDepthError(f"--resume {run_dir}: no config.yaml there; pass the run folder depth-train wrote")
+            raise UsageError(f"--resume {run_dir}: no config.yaml there; pass the run folder depth-train wrote")
         cfg = load_config(run_dir / "config.yaml", list(args.overrides) + [f"train.output_dir={run_dir}"])
     else:
         cfg = load_config(args.config, args.overrides)
@@ -95,15 +79,15 @@ def _eval_parser() -> argparse.ArgumentParser:
 
 def eval_main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``depth-eval``."""
-    args = _eval_parser().parse_args(argv)
-    return run_cli(lambda: _eval(args))
+    return run_command("depth-eval", _eval_parser(), _eval, argv)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from edgedepth.training.evaluate import evaluate_checkpoint
-    from edgedepth.metrics import format_metrics_table
     from edgedepth.io import write_json_atomic
+    from edgedepth.metrics import format_metrics_table
+    from edgedepth.training.evaluate import evaluate_checkpoint
 
+    configure_logging()
     result = evaluate_checkpoint(args.checkpoint, config=args.config, overrides=args.overrides, split=args.split)
     print(format_metrics_table({Path(args.checkpoint).name: result["metrics"]}))
     if args.output:

@@ -4,56 +4,64 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgedepth.calib.budget import Agreement, Budget, compare_outputs, load_budget
-from edgedepth.calib.errors import CalibrationError
+from edgedepth.agreement import Agreement, compare_depth, judge
+from edgedepth.budget import Budget
+from edgedepth.calib.budget import int8_budget
 from edgedepth.calib.sensitivity import greedy_fallback, group_scores, rank_nodes, relative_noise
+from edgedepth.errors import ConfigError
 from edgedepth.spec import ModelSpec
 
 SPEC = ModelSpec(height=32, width=32, min_depth=0.1, max_depth=10.0)
 
 
-def _figures(abs_rel: float, d1: float = 1.0) -> Agreement:
-    return Agreement(abs_rel, d1, 0.01, 0.1, 0.01, 0.05, 0, 4)
+def _figures(abs_rel: float, d1: float = 1.0, budget: Budget | None = None) -> Agreement:
+    figures = {"abs_rel": abs_rel, "d1_agreement": d1, "rmse": 0.01, "max_abs_error": 0.1, "mean_abs_error": 0.01,
+               "p99_abs_error": 0.05, "nonfinite": 0}
+    return Agreement(figures, judge(figures, budget or int8_budget(), SPEC.max_depth))
 
 
 def test_default_budget_is_one_percent_absrel_and_995_d1_agreement():
-    budget = Budget()
-    assert budget.failures(_figures(0.0099, 0.996)) == []
-    assert budget.failures(_figures(0.0101, 0.996)) == ["abs_rel 0.0101 > 0.01"]
-    assert budget.failures(_figures(0.005, 0.99)) == ["d1_agreement 0.9900 < 0.9950"]
+    assert _figures(0.0099, 0.996).failures == []
+    assert _figures(0.0101, 0.996).failures == ["abs_rel 0.0101 > 0.01"]
+    assert _figures(0.005, 0.99).failures == ["d1_agreement 0.99000 < 0.99500"]
+    assert _figures(0.0099, 0.996) and not _figures(0.0101, 0.996)
 
 
 def test_nan_outputs_never_pass():
-    figures = Agreement(float("nan"), float("nan"), float("nan"), float("inf"), float("inf"), float("inf"), 7, 1)
-    failures = Budget().failures(figures)
-    assert failures[0] == "7 NaN/Inf output values" and len(failures) == 3
+    nan = float("nan")
+    figures = {"abs_rel": nan, "d1_agreement": nan, "rmse": nan, "max_abs_error": float("inf"), "nonfinite": 7}
+    failures = Agreement(figures, judge(figures, int8_budget(), SPEC.max_depth)).failures
+    assert failures[0] == "7 NaN/Inf depth values (any fails)" and len(failures) == 3
 
 
-def test_budget_file_overrides_and_rejects_unknown_keys(tmp_path):
+def test_budget_file_overrides_the_int8_row_and_rejects_unknown_keys(tmp_path):
     path = tmp_path / "budget.yaml"
-    path.write_text("abs_rel: 0.002\nrmse: 0.05\nd1_agreement: null\n")
-    budget = load_budget(path)
-    assert budget == Budget(abs_rel=0.002, d1_agreement=None, rmse=0.05)
-    assert budget.failures(_figures(0.001, 0.5)) == []
-    path.write_text("absrel: 0.002\n")
-    with pytest.raises(CalibrationError, match="unknown keys \\['absrel'\\]"):
-        load_budget(path)
-    path.write_text("abs_rel: -1\n")
-    with pytest.raises(CalibrationError, match="must be a number"):
-        load_budget(path)
+    path.write_text("int8:\n  abs_rel: 0.002\n  rmse: 0.05\n  d1_agreement: null\n")
+    budget = int8_budget(path)
+    assert dict(budget.limits) == {"abs_rel": 0.002, "rmse": 0.05}
+    assert _figures(0.001, 0.5, budget).failures == []
+    path.write_text("int8:\n  absrel: 0.002\n")
+    with pytest.raises(ConfigError, match="unknown budget key 'absrel' under int8"):
+        int8_budget(path)
+    path.write_text("int8:\n  max_abs: 0.1\n")
+    with pytest.raises(ConfigError, match="the figure is called 'max_abs_error'"):
+        int8_budget(path)
+    path.write_text("int8:\n  abs_rel: -1\n")
+    with pytest.raises(ConfigError, match="not a finite number >= 0"):
+        int8_budget(path)
 
 
-def test_compare_outputs_measures_int8_against_fp32_as_ground_truth():
+def test_compare_depth_measures_int8_against_fp32_as_ground_truth():
     rng = np.random.default_rng(0)
     fp32 = rng.uniform(1.0, 9.0, (2, 1, 32, 32)).astype(np.float32)
-    same = compare_outputs(fp32.copy(), fp32, SPEC)
-    assert same.abs_rel == 0 and same.d1_agreement == 1 and same.max_abs == 0 and same.images == 2
-    off = compare_outputs(fp32 * 1.02, fp32, SPEC)
-    assert off.abs_rel == pytest.approx(0.02, rel=1e-4)
-    assert off.max_abs == pytest.approx(float((fp32 * 0.02).max()), rel=1e-4)
+    same = compare_depth(fp32, fp32.copy(), min_depth=SPEC.min_depth, budget=int8_budget())
+    assert same["abs_rel"] == 0 and same["d1_agreement"] == 1 and same["max_abs_error"] == 0 and same
+    off = compare_depth(fp32, fp32 * 1.02, min_depth=SPEC.min_depth, budget=int8_budget())
+    assert off["abs_rel"] == pytest.approx(0.02, rel=1e-4) and not off
+    assert off["max_abs_error"] == pytest.approx(float((fp32 * 0.02).max()), rel=1e-4)
     broken = fp32.copy()
     broken[0, 0, 0, :4] = np.nan
-    assert compare_outputs(broken, fp32, SPEC).nonfinite == 4
+    assert compare_depth(fp32, broken, min_depth=SPEC.min_depth)["nonfinite"] == 4
 
 
 def test_relative_noise_is_zero_on_the_grid_and_grows_with_the_step():
@@ -90,14 +98,15 @@ def test_rank_nodes_with_top_k_measures_only_the_preranked_nodes():
     assert [item.node for item in ranking] == ["b", "a", "c", "d"] and ranking[2].abs_rel_alone is None
 
 
-def _trial(kept):
+def _trial(abs_rel_limit: float):
     """Figures after keeping ``kept``; 0.0002 of the error is not from quantization and never goes away."""
-    return _figures(0.0002 + _model_abs_rel([name for name in ERRORS if name not in kept]))
+    budget = Budget({"abs_rel": abs_rel_limit})
+    return lambda kept: _figures(0.0002 + _model_abs_rel([name for name in ERRORS if name not in kept]), budget=budget)
 
 
 def test_greedy_fallback_keeps_the_worst_nodes_until_the_budget_passes():
     ranking = rank_nodes(list(ERRORS), {}, {}, lambda n: _figures(_model_abs_rel([n])))
-    result = greedy_fallback(ranking, {"head": "output head"}, Budget(abs_rel=0.0022), _trial, max_fallback=8)
+    result = greedy_fallback(ranking, {"head": "output head"}, _trial(0.0022), max_fallback=8)
     assert result.passed and [step.node for step in result.steps] == ["b", "c"]
     assert list(result.kept) == ["head", "b", "c"] and "budget met after keeping 2" in result.stopped
     assert [step.passed for step in result.steps] == [False, True]
@@ -105,8 +114,8 @@ def test_greedy_fallback_keeps_the_worst_nodes_until_the_budget_passes():
 
 def test_greedy_fallback_stops_at_the_limit_and_says_so():
     ranking = rank_nodes(list(ERRORS), {}, {}, lambda n: _figures(_model_abs_rel([n])))
-    result = greedy_fallback(ranking, {}, Budget(abs_rel=0.0001), _trial, max_fallback=2)
+    result = greedy_fallback(ranking, {}, _trial(0.0001), max_fallback=2)
     assert not result.passed and len(result.steps) == 2 and result.stopped == "--max-fallback 2 reached"
-    exhausted = greedy_fallback(ranking, {}, Budget(abs_rel=0.0001), _trial, max_fallback=10)
+    exhausted = greedy_fallback(ranking, {}, _trial(0.0001), max_fallback=10)
     assert not exhausted.passed and len(exhausted.steps) == 4 and exhausted.stopped == "no INT8 node left to keep"
     assert exhausted.to_dict()["steps"][-1]["figures"]["abs_rel"] == pytest.approx(0.0002)

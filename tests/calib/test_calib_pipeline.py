@@ -13,10 +13,10 @@ from onnx import numpy_helper
 
 from edgedepth.calib import qdq, quantizers
 from edgedepth.calib.cli import main
-from edgedepth.calib.dataset import build_calibration_set
+from edgedepth.calib.calibration_set import build_calibration_set
 from edgedepth.calib.errors import CalibrationError
 from edgedepth.export import onnx_info
-from edgedepth.export.verify import cpu_session, run_session
+from edgedepth.onnxrt import cpu_session, run_session
 from edgedepth.io import sha256_file
 from edgedepth.metrics import compute_depth_metrics
 
@@ -186,13 +186,13 @@ def test_user_excluded_nodes_stay_in_higher_precision(trained_model, tmp_path):
 def test_a_budget_plain_quantization_misses_is_met_by_the_fallback(trained_model, tmp_path, capsys):
     saved = tmp_path / "calib.npy"
     plain = tmp_path / "plain.int8.onnx"
-    (tmp_path / "impossible.yaml").write_text("abs_rel: 0.000001\n")
+    (tmp_path / "impossible.yaml").write_text("int8:\n  abs_rel: 0.000001\n")
     args = _args(trained_model, plain, "--quantizer", "ort", "--budget", str(tmp_path / "impossible.yaml"),
                  "--max-fallback", "0", "--save-set", str(saved))
     assert main(args) == 1 and not plain.exists()
     initial = _report(plain)["initial_figures"]["abs_rel"]
     budget = tmp_path / "tight.yaml"
-    budget.write_text(f"abs_rel: {initial * 0.85}\n")
+    budget.write_text(f"int8:\n  abs_rel: {initial * 0.85}\n")
     output = tmp_path / "model.int8.onnx"
     args = ["--onnx", str(trained_model.onnx), "--load-set", str(saved), "--output", str(output), "--quantizer", "ort",
             "--budget", str(budget), "--sensitivity-top-k", "6"]
@@ -208,7 +208,7 @@ def test_a_budget_plain_quantization_misses_is_met_by_the_fallback(trained_model
 
 def test_an_unreachable_budget_exits_nonzero_says_what_it_tried_and_writes_no_output(trained_model, tmp_path, capsys):
     budget = tmp_path / "impossible.yaml"
-    budget.write_text("abs_rel: 0.000001\nd1_agreement: 0.999\n")
+    budget.write_text("int8:\n  abs_rel: 0.000001\n  d1_agreement: 0.999\n")
     output = tmp_path / "model.int8.onnx"
     args = _args(trained_model, output, "--quantizer", "ort", "--budget", str(budget), "--max-fallback", "2",
                  "--sensitivity-top-k", "2", "--keep-failed")

@@ -9,7 +9,7 @@ from onnx import numpy_helper
 from edgedepth.calib import qdq
 from edgedepth.calib.errors import CalibrationError
 from edgedepth.calib.quantizers import OrtQuantizer
-from edgedepth.export.verify import cpu_session, run_session
+from edgedepth.onnxrt import cpu_session, run_session
 
 from calib_helpers import build_small_depth_onnx
 

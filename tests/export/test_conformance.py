@@ -194,7 +194,7 @@ def test_fp32_and_fp16_exports_conform_to_every_generation(static_onnx, dynamic_
 def calibration_images(tmp_path_factory) -> Path:
     import cv2
 
-    from edgedepth.export.probes import scene_image
+    from edgedepth.probes import scene_image
 
     folder = tmp_path_factory.mktemp("scenes")
     rng = np.random.default_rng(3)
@@ -210,7 +210,7 @@ def test_depth_calib_writes_what_its_target_parses(version, static_onnx, calibra
 
     output = tmp_path / f"model.{version}.int8.onnx"
     unchecked = tmp_path / "unchecked.yaml"  # accuracy is depth-calib's own tests' business; here: the graph
-    unchecked.write_text("abs_rel: null\nd1_agreement: null\n")
+    unchecked.write_text("int8:\n  abs_rel: null\n  d1_agreement: null\n")
     args = ["--onnx", str(static_onnx), "--data", str(calibration_images), "--num-images", "16", "--num-eval", "8",
             "--output", str(output), "--trt-version", version, "--budget", str(unchecked), "--max-fallback", "0"]
     assert calib_main(args) == 0

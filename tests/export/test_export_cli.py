@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from edgedepth.spec import spec_from_onnx
 from edgedepth.export import onnx_info
 from edgedepth.export.cli import main
 from edgedepth.export.fp16_converters import CONVERTERS, converter_available
@@ -29,7 +28,7 @@ def test_onnx_with_fp16_writes_both_graphs(checkpoint, tmp_path):
     assert main(["onnx", "--checkpoint", str(checkpoint), "--output", str(out), "--fp16", "--no-simplify"]) == 0
     assert onnx_info.onnx_precision(out) == "fp16"
     assert onnx_info.onnx_precision(tmp_path / "model.onnx") == "fp32"
-    assert spec_from_onnx(str(out)).provenance["precision"] == "fp16"
+    assert onnx_info.read_spec(str(out)).provenance["precision"] == "fp16"
 
 
 @needs_fp16_converter

@@ -8,12 +8,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgedepth.errors import ExportError
 from edgedepth.io import sha256_file
-from edgedepth.spec import ModelSpec, spec_from_onnx
+from edgedepth.spec import ModelSpec
 from edgedepth.export import onnx_info
 from edgedepth.export.fp16 import convert_to_fp16
 from edgedepth.export.fp16_converters import CONVERTERS, converter_available
-from edgedepth.export.probes import probe_batches
-from edgedepth.export.verify import abs_rel, cpu_session, run_session
+from edgedepth.probes import probe_batches
+from edgedepth.agreement import compare_depth
+from edgedepth.onnxrt import cpu_session, run_session
 
 from export_testing import SPEC
 
@@ -25,7 +26,7 @@ def test_fp16_within_budget_and_finite_on_extreme_inputs(static_onnx, fp16_onnx)
     for name, batch in probe_batches(SPEC, seed=4242):  # includes saturated white/black, high contrast
         half = run_session(fp16, batch)
         assert np.isfinite(half).all(), name
-        assert abs_rel(half, run_session(fp32, batch), floor=SPEC.min_depth) <= 1e-3, name
+        assert compare_depth(run_session(fp32, batch), half, min_depth=SPEC.min_depth)["abs_rel"] <= 1e-3, name
 
 
 def test_fp16_graph_keeps_fp32_io_and_really_computes_in_fp16(fp16_onnx):
@@ -47,15 +48,15 @@ def test_output_head_stays_fp32_end_to_end(fp16_onnx):
     feeding = producers[head_conv.input[0]]
     assert feeding.op_type == "Cast" and feeding.attribute[0].i == TensorProto.FLOAT
     assert producers["depth"].name == "/head/Mul"  # no Cast rounds the depth to FP16 after the head
-    assert HEAD <= set(spec_from_onnx(str(fp16_onnx)).provenance["fp32_nodes"])
+    assert HEAD <= set(onnx_info.read_spec(str(fp16_onnx)).provenance["fp32_nodes"])
 
 
 def test_fp16_onnx_carries_spec_with_fp16_provenance(static_onnx, fp16_onnx):
-    spec = spec_from_onnx(str(fp16_onnx))
+    spec = onnx_info.read_spec(str(fp16_onnx))
     assert (spec.height, spec.width, spec.max_depth) == (SPEC.height, SPEC.width, SPEC.max_depth)
     assert spec.provenance["precision"] == "fp16"
     assert spec.provenance["source_onnx_sha256"] == sha256_file(static_onnx)
-    assert spec.provenance["checkpoint_sha256"] == spec_from_onnx(str(static_onnx)).provenance["checkpoint_sha256"]
+    assert spec.provenance["checkpoint_sha256"] == onnx_info.read_spec(str(static_onnx)).provenance["checkpoint_sha256"]
 
 
 def test_fp16_source_is_refused(fp16_onnx, tmp_path):

@@ -8,11 +8,12 @@ torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import ExportError, SpecError
 from edgedepth.io import sha256_file
-from edgedepth.spec import spec_from_onnx
+from edgedepth.export.onnx_info import read_spec
 from edgedepth.export import onnx_export
 from edgedepth.export.onnx_export import export_onnx, fp32_companion_path, trace_to_onnx, unsupported_op_from_error
-from edgedepth.export.probes import probe_batch
-from edgedepth.export.verify import cpu_session, run_session
+from edgedepth.probes import probe_batch
+from edgedepth.budget import Budget
+from edgedepth.onnxrt import cpu_session, run_session
 
 from export_testing import SPEC
 
@@ -43,7 +44,7 @@ def test_dynamic_onnx_matches_pytorch_at_other_sizes_and_batch_2(dynamic_onnx, t
 
 
 def test_spec_round_trips_through_onnx_metadata(static_onnx, checkpoint):
-    spec = spec_from_onnx(str(static_onnx))
+    spec = read_spec(str(static_onnx))
     assert (spec.height, spec.width, spec.max_depth, spec.mean) == (SPEC.height, SPEC.width, SPEC.max_depth, SPEC.mean)
     assert spec.dynamic is False
     assert spec.provenance["checkpoint_sha256"] == sha256_file(checkpoint)
@@ -55,7 +56,7 @@ def test_spec_round_trips_through_onnx_metadata(static_onnx, checkpoint):
 
 
 def test_dynamic_export_marks_batch_height_width_symbolic(dynamic_onnx):
-    spec = spec_from_onnx(str(dynamic_onnx))
+    spec = read_spec(str(dynamic_onnx))
     dims = onnx.load(str(dynamic_onnx)).graph.input[0].type.tensor_type.shape.dim
     assert spec.dynamic is True
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
@@ -64,7 +65,7 @@ def test_dynamic_export_marks_batch_height_width_symbolic(dynamic_onnx):
 def test_export_at_a_size_other_than_training(checkpoint, tmp_path):
     out = tmp_path / "m.onnx"
     export_onnx(checkpoint, out, height=32, width=64, simplify=False, log=lambda _: None)
-    spec = spec_from_onnx(str(out))
+    spec = read_spec(str(out))
     assert (spec.height, spec.width) == (32, 64)
     assert run_session(cpu_session(out), probe_batch("scene", spec)).shape == (1, 1, 32, 64)
 
@@ -77,7 +78,8 @@ def test_size_not_multiple_of_32_is_refused_before_writing(checkpoint, tmp_path)
 
 
 def test_failed_self_check_leaves_nothing_behind(checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_export, "FP32_TOLERANCE_FRACTION", -1.0)  # no output can meet a negative budget
+    # No output can meet a negative limit (the file refuses one; the dataclass takes it).
+    monkeypatch.setattr(onnx_export, "export_budget", lambda precision: Budget({"max_abs_error": -1.0}))
     out = tmp_path / "m.onnx"
     with pytest.raises(ExportError, match="self-check failed"):
         export_onnx(checkpoint, out, simplify=False, log=lambda _: None)

@@ -12,9 +12,10 @@ import pytest
 
 from edgedepth.errors import ExportError
 from edgedepth.io import sha256_file
-from edgedepth.export.probes import probe_batch, probe_batches
+from edgedepth.probes import probe_batch, probe_batches
 from edgedepth.export.trt_build import build_engine
-from edgedepth.export.verify import abs_rel, cpu_session, run_session
+from edgedepth.agreement import compare_depth
+from edgedepth.onnxrt import cpu_session, run_session
 from edgedepth.trt.generation import probe_api
 from edgedepth.trt.imports import import_tensorrt
 from edgedepth.trt.memory import open_cuda_memory
@@ -82,7 +83,7 @@ def test_fp16_engine_within_budget_on_this_generations_route(static_onnx, fp16_o
     for name, batch in probe_batches(SPEC, seed=6):  # extremes included
         got = run_engine(out, batch)
         assert np.isfinite(got).all(), name
-        assert abs_rel(got, run_session(session, batch), floor=SPEC.min_depth) <= FP16_ABSREL_BUDGET, name
+        assert compare_depth(run_session(session, batch), got, min_depth=SPEC.min_depth)["abs_rel"] <= FP16_ABSREL_BUDGET, name
 
 
 def test_fp16_onnx_builds_strongly_typed_from_10_on(fp16_onnx, tmp_path, api):

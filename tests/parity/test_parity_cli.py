@@ -8,7 +8,7 @@ import math
 import cv2
 import pytest
 
-from edgedepth.parity.budgets import DEFAULT_BUDGETS
+from edgedepth.budget import load_budgets
 
 
 def test_fp32_fp16_int8_exports_pass_every_budget(full_run):
@@ -17,7 +17,7 @@ def test_fp32_fp16_int8_exports_pass_every_budget(full_run):
         assert candidate["precision"] == precision
         assert candidate["passed"], candidate["verdict"]
         checked = {check["key"] for check in candidate["checks"]}
-        assert set(DEFAULT_BUDGETS[precision].limits) | {"nonfinite", "spec"} == checked
+        assert set(load_budgets()[precision].limits) | {"nonfinite", "spec"} == checked
         assert all(check["passed"] for check in candidate["checks"])
         assert full_run.verdict_line(label).startswith("PASS")
 

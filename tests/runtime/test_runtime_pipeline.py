@@ -10,7 +10,7 @@ import pytest
 from edgedepth.errors import BackendError, SourceError
 from edgedepth.preprocess import preprocess
 from edgedepth.runtime import open_backend
-from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineOptions
+from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineError, PipelineOptions
 from edgedepth.runtime.sinks import VideoSink, WindowSink
 from edgedepth.runtime.sources import Frame, LiveSource, ReconnectPolicy, Source, VideoFileSource
 
@@ -101,8 +101,9 @@ def test_backend_failure_finalises_outputs_and_keeps_stats(tiny_model, make_vide
     with open_backend(str(tiny_model.path)) as real, VideoFileSource(str(make_video(count=10))) as source:
         pipeline = DepthPipeline(source, SlowBackend(real, 0.0, fail_at=5), Outputs(video=VideoSink(str(out), 15)),
                                  PipelineOptions(warmup_iterations=0))
-        with pytest.raises(BackendError, match="simulated device loss") as info:
+        with pytest.raises(PipelineError, match="simulated device loss") as info:
             pipeline.run()
+    assert isinstance(info.value.__cause__, BackendError)
     result = info.value.result
     assert result.exit_reason == "error" and result.error == "simulated device loss"
     assert result.frames["processed"] == 4
@@ -183,10 +184,11 @@ def test_lost_camera_ends_the_run_with_outputs_finalised(tiny_model, tmp_path):
     out = tmp_path / "until_lost.mp4"
     with open_backend(str(tiny_model.path)) as backend:
         try:
-            with pytest.raises(SourceError, match="2 reconnect attempts") as info:
+            with pytest.raises(PipelineError, match="2 reconnect attempts") as info:
                 DepthPipeline(source, backend, Outputs(video=VideoSink(str(out), 15))).run()
         finally:
             source.close()
+    assert isinstance(info.value.__cause__, SourceError)
     result = info.value.result
     assert result.exit_reason == "error" and 1 <= result.frames["processed"] <= 8
     capture = cv2.VideoCapture(str(out))

@@ -1,4 +1,4 @@
-"""Budget files: defaults, overrides, and usage errors that name the bad key."""
+"""The one budget file: defaults, overrides, and usage errors that name the bad key; checks and verdicts."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,21 +6,37 @@ from pathlib import Path
 import pytest
 
 from edgedepth.errors import ConfigError
-from edgedepth.parity.budgets import DEFAULT_BUDGETS, budget_limit, load_budgets
-from edgedepth.parity.checks import Check, deciding_check
+from edgedepth.agreement import Check, deciding_check
+from edgedepth.budget import PRECISIONS, Budget, load_budget, load_budgets
 
-SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "parity" / "budget.yaml"
+SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "budgets" / "default.yaml"
 
 
-def test_shipped_budget_file_states_the_defaults():
-    assert load_budgets(SHIPPED) == DEFAULT_BUDGETS
-    assert load_budgets(None) == DEFAULT_BUDGETS
+def test_the_defaults_are_the_repository_file_and_nothing_else():
+    """One budget file: what the package reads is configs/budget.yaml, and passing it changes nothing."""
+    assert load_budgets(SHIPPED) == load_budgets(None)
+    assert set(load_budgets(None)) == set(PRECISIONS)
 
 
 def test_defaults_are_the_product_promise():
-    assert budget_limit("max_abs_error_fraction", DEFAULT_BUDGETS["fp32"].limits["max_abs_error_fraction"], 10.0) == pytest.approx(1e-3)
-    assert DEFAULT_BUDGETS["fp16"].limits == {"abs_rel": 1e-3}
-    assert DEFAULT_BUDGETS["int8"].limits == {"abs_rel": 1e-2, "d1_agreement": 0.995}
+    defaults = load_budgets(None)
+    assert defaults["fp32"].limit("max_abs_error_fraction", 10.0) == pytest.approx(1e-3)
+    assert defaults["fp16"].limits == {"abs_rel": 1e-3} and defaults["fp16"].judged_inputs == "all"
+    assert defaults["int8"].limits == {"abs_rel": 1e-2, "d1_agreement": 0.995}
+    assert defaults["int8"].judged_inputs == "scenes"
+
+
+def test_every_stage_reads_its_row_of_the_one_file(tmp_path, monkeypatch):
+    """Export's self-check, depth-calib and depth-parity take their limits from the same loader."""
+    from edgedepth.calib.budget import int8_budget
+    from edgedepth.export.verify import export_budget
+
+    defaults = load_budgets(None)
+    assert export_budget("fp32") == defaults["fp32"] and export_budget("fp16") == defaults["fp16"]
+    assert int8_budget() == defaults["int8"] == load_budget("int8")
+    path = tmp_path / "b.yaml"
+    path.write_text("int8:\n  abs_rel: 0.03\n")
+    assert int8_budget(path).limits["abs_rel"] == load_budgets(path)["int8"].limits["abs_rel"] == 0.03
 
 
 def test_override_keeps_other_keys_and_null_drops_a_check(tmp_path):
@@ -30,8 +46,8 @@ def test_override_keeps_other_keys_and_null_drops_a_check(tmp_path):
     assert budgets["int8"].limits == {"abs_rel": 0.02, "d1_agreement": 0.995}
     assert budgets["int8"].judged_inputs == "all"
     assert budgets["fp16"].limits == {"p99_abs_error": 0.005}
-    assert budgets["fp32"] == DEFAULT_BUDGETS["fp32"]
-    assert DEFAULT_BUDGETS["int8"].limits["abs_rel"] == 0.01, "loading a file must not change the defaults"
+    assert budgets["fp32"] == load_budgets(None)["fp32"]
+    assert load_budgets(None)["int8"].limits["abs_rel"] == 0.01, "loading a file must not change the defaults"
 
 
 @pytest.mark.parametrize("text, named", [
