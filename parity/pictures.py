@@ -12,10 +12,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edgedepth.agreement import HIST_BINS_PER_DECADE, HIST_DECADES, ErrorHistogram
 from edgedepth.colormap import colorize_depth
 from edgedepth.io import write_bytes_atomic
 from edgedepth.preprocess import import_cv2
-from edgedepth.agreement import HIST_BINS_PER_DECADE, HIST_DECADES, ErrorHistogram
 
 PANEL_HEIGHT = 192
 HEADER = 24
@@ -230,7 +230,9 @@ def _markers(canvas: np.ndarray, markers: Sequence[Tuple[float, str]], low: int,
             put_text(canvas, label, (min(x + 3, PLOT_W - 8 * len(label)), 40), (90, 90, 255), 0.36)
 
 
-def histogram_plot(histogram: ErrorHistogram, title: str, unit: str, markers: Sequence[Tuple[float, str]] = ()) -> np.ndarray:
+def histogram_plot(
+    histogram: ErrorHistogram, title: str, unit: str, markers: Sequence[Tuple[float, str]] = (),
+) -> np.ndarray:
     """One log-x histogram panel with exact/overflow/non-finite counts in its title."""
     canvas = np.full((PLOT_H, PLOT_W, 3), BACKGROUND, np.uint8)
     counts, first = _display_counts(histogram)
@@ -240,7 +242,8 @@ def histogram_plot(histogram: ErrorHistogram, title: str, unit: str, markers: Se
     _bars(canvas, counts, first, low, high, total)
     _markers(canvas, markers, low, high)
     share = max(total, 1)
-    extra = f"exact (<1e{HIST_DECADES[0]}): {histogram.exact / share:.1%}   NaN/Inf: {histogram.nonfinite} ({histogram.nonfinite / share:.1%})"
+    extra = (f"exact (<1e{HIST_DECADES[0]}): {histogram.exact / share:.1%}   "
+             f"NaN/Inf: {histogram.nonfinite} ({histogram.nonfinite / share:.1%})")
     put_text(canvas, f"{title}   {extra}", (6, 14))
     return canvas
 

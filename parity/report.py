@@ -19,12 +19,16 @@ import platform
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgedepth.agreement import format_figure
 from edgedepth.budget import BUDGET_KEYS
 from edgedepth.io import write_json_atomic, write_text_atomic
 from edgedepth.metrics import format_metrics_table
+from edgedepth.spec import ModelSpec
+
+if TYPE_CHECKING:  # the runner imports this module; the types only annotate
+    from edgedepth.parity.runner import CandidateResult, ParityResult
 
 REPORT_FORMAT = "edgedepth-parity"
 REPORT_FORMAT_VERSION = 1
@@ -35,6 +39,7 @@ SUMMARY_COLUMNS = (
 )
 PICTURE_KINDS = ("worst", "histogram", "side_by_side")
 Log = Callable[[str], None]
+Pictures = Dict[str, Dict[str, str]]  # candidate label -> picture kind -> PNG path
 
 
 # --------------------------------------------------------------------------- host facts
@@ -96,31 +101,32 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def candidate_dict(run: Any) -> Dict[str, Any]:
-    count = max(len(run.comparison.per_input), 1)
+def candidate_dict(run: CandidateResult, pictures: Pictures) -> Dict[str, Any]:
+    count = max(len(run.stream.comparison.per_input), 1)
     return {
         "label": run.label,
-        **run.artifact.to_dict(),
-        "backend": run.backend_detail,
+        **run.stream.artifact.to_dict(),
+        "backend": run.stream.backend_detail,
         "passed": run.passed,
         "verdict": run.verdict_line(),
         "deciding_check": run.deciding.to_dict(),
-        "budget": run.budget.to_dict(),
+        "budget": run.stream.budget.to_dict(),
         "checks": [check.to_dict() for check in run.checks],
-        "not_checked": list(run.budget.skipped_keys(run.task_metrics is not None)),
-        "judged_inputs": run.judged_description,
+        "not_checked": list(run.stream.budget.skipped_keys(run.task_metrics is not None)),
+        "judged_inputs": run.stream.judged_description,
         "figures": run.figures,
         "figures_all_inputs": run.figures_all,
         "task_metrics": run.task_metrics,
-        "per_input": run.comparison.per_input,
-        "histograms": {kind: histogram.to_dict() for kind, histogram in run.judged.histograms.items()},
-        "inference_ms_mean": 1000.0 * run.inference_s / count,
-        "pictures": run.pictures,
+        "per_input": run.stream.comparison.per_input,
+        "histograms": {kind: histogram.to_dict() for kind, histogram in run.stream.judged.histograms.items()},
+        "inference_ms_mean": 1000.0 * run.stream.inference_s / count,
+        "pictures": pictures.get(run.label, {}),
     }
 
 
-def report_dict(result: Any) -> Dict[str, Any]:
-    """The whole report as plain JSON-able data."""
+def report_dict(result: ParityResult, pictures: Optional[Pictures] = None) -> Dict[str, Any]:
+    """The whole report as plain JSON-able data (``pictures``: label -> kind -> PNG path)."""
+    pictures = pictures or {}
     count = max(len(result.input_names), 1)
     return json_safe({
         "format": REPORT_FORMAT,
@@ -136,7 +142,7 @@ def report_dict(result: Any) -> Dict[str, Any]:
                       "task_metrics": result.reference_task},
         "inputs": {**result.inputs.to_dict(), "names": result.input_names},
         "budgets": {precision: budget.to_dict() for precision, budget in result.budgets.items()},
-        "candidates": [candidate_dict(run) for run in result.candidates],
+        "candidates": [candidate_dict(run, pictures) for run in result.candidates],
         "seconds": result.seconds,
     })
 
@@ -148,53 +154,58 @@ def _cell(figure: str, value: Any) -> str:
     return "-" if value is None else format_figure(figure, value)
 
 
-def summary_table(runs: List[Any]) -> str:
+def summary_table(runs: List[CandidateResult]) -> str:
     """One row per candidate: verdict, precision, backend, then the set-level figures."""
     header = ["candidate", "precision", "backend", "verdict", "judged on"] + [title for _, title in SUMMARY_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|---|" + "---:|" * len(SUMMARY_COLUMNS)]
     for run in runs:
-        cells = [f"`{run.label}`", run.artifact.precision, run.backend_detail, "**PASS**" if run.passed else "**FAIL**",
-                 run.judged_description]
+        cells = [f"`{run.label}`", run.stream.artifact.precision, run.stream.backend_detail,
+                 "**PASS**" if run.passed else "**FAIL**", run.stream.judged_description]
         cells += [_cell(figure, run.figures.get(figure)) for figure, _ in SUMMARY_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def checks_table(run: Any) -> str:
+def checks_table(run: CandidateResult) -> str:
     lines = ["| check | value | limit | result | budget used | worst input |", "|---|---:|---:|---|---:|---|"]
     for check in run.checks:
         worst = f"{check.worst_input} ({_cell(check.figure, check.worst_value)})" if check.worst_input else "-"
         bound = "<=" if check.bound == "max" else ">="
-        lines.append(f"| {check.key} | {_cell(check.figure, check.value)} | {bound} {_cell(check.figure, check.limit)} | "
+        lines.append(f"| {check.key} | {_cell(check.figure, check.value)} | "
+                     f"{bound} {_cell(check.figure, check.limit)} | "
                      f"{'pass' if check.passed else '**FAIL**'} | {check.usage_text()} | {worst} |")
     return "\n".join(lines)
 
 
-def per_input_table(run: Any) -> str:
+def per_input_table(run: CandidateResult) -> str:
     columns = [("max_abs_error", "max abs"), ("mean_abs_error", "mean abs"), ("p99_abs_error", "p99 abs"),
                ("abs_rel", "AbsRel"), ("d1_agreement", "δ1 agr."), ("nonfinite", "NaN/Inf")]
     if run.task_metrics is not None:
         columns += [("task_abs_rel", "AbsRel vs GT"), ("task_abs_rel_increase", "Δ AbsRel vs GT")]
-    lines = ["| input | group | " + " | ".join(title for _, title in columns) + " |", "|---|---|" + "---:|" * len(columns)]
-    for row in run.comparison.per_input:
+    lines = ["| input | group | " + " | ".join(title for _, title in columns) + " |",
+             "|---|---|" + "---:|" * len(columns)]
+    for row in run.stream.comparison.per_input:
         group = row["group"] if row["judged"] else f"{row['group']} (not judged)"
-        lines.append(f"| {row['name']} | {group} | " + " | ".join(_cell(figure, row.get(figure)) for figure, _ in columns) + " |")
+        lines.append(f"| {row['name']} | {group} | "
+                     + " | ".join(_cell(figure, row.get(figure)) for figure, _ in columns) + " |")
     return "\n".join(lines)
 
 
-def task_table(result: Any) -> str:
+def task_table(result: ParityResult) -> str:
     """Task metrics against ground truth: the reference, each candidate, and each change."""
-    rows: Dict[str, Dict[str, Any]] = {"reference (PyTorch FP32)": result.reference_task}
+    rows: Dict[str, Dict[str, Any]] = {"reference (PyTorch FP32)": result.reference_task or {}}
     for run in result.candidates:
-        rows[run.label] = run.task_metrics["candidate"]
-        rows[f"{run.label} − reference"] = run.task_metrics["change"]
+        if run.task_metrics is not None:
+            rows[run.label] = run.task_metrics["candidate"]
+            rows[f"{run.label} − reference"] = run.task_metrics["change"]
     keys = ("abs_rel", "rmse", "d1")
     return format_metrics_table({name: {key: row[key] for key in keys} for name, row in rows.items()})
 
 
-def _header_lines(result: Any) -> List[str]:
+def _header_lines(result: ParityResult) -> List[str]:
     ref, spec = result.reference, result.reference.spec
-    budgets = "; ".join(f"{precision}: {budget.describe(spec.max_depth)}" for precision, budget in result.budgets.items())
+    budgets = "; ".join(f"{precision}: {budget.describe(spec.max_depth)}"
+                        for precision, budget in result.budgets.items())
     versions = package_versions()
     return [
         f"# Parity report: {'PASS' if result.passed else 'FAIL'}",
@@ -209,27 +220,32 @@ def _header_lines(result: Any) -> List[str]:
     ]
 
 
-def _candidate_section(run: Any) -> List[str]:
-    artifact = run.artifact
+def _candidate_section(run: CandidateResult, pictures: Dict[str, str]) -> List[str]:
+    artifact = run.stream.artifact
+    source = "engine sidecar" if artifact.kind == "tensorrt" else "graph"
+    inference_ms = 1000 * run.stream.inference_s / max(len(run.stream.comparison.per_input), 1)
     lines = [
         f"## `{run.label}`: {'PASS' if run.passed else 'FAIL'}",
         "",
         f"- File: `{artifact.path}` ({artifact.size_bytes / 1e6:.1f} MB, sha256 `{artifact.sha256[:16]}`)",
-        f"- Precision (read from the {'engine sidecar' if artifact.kind == 'tensorrt' else 'graph'}): {artifact.precision}; "
-        f"backend: {run.backend_detail}; mean inference {1000 * run.inference_s / max(len(run.comparison.per_input), 1):.1f} ms",
+        f"- Precision (read from the {source}): {artifact.precision}; "
+        f"backend: {run.stream.backend_detail}; mean inference {inference_ms:.1f} ms",
         "",
     ]
-    lines += [f"- **{finding.severity}**: {finding.message}" for finding in artifact.findings] + ([""] if artifact.findings else [])
-    skipped = run.budget.skipped_keys(run.task_metrics is not None)
+    lines += ([f"- **{finding.severity}**: {finding.message}" for finding in artifact.findings]
+              + ([""] if artifact.findings else []))
+    skipped = run.stream.budget.skipped_keys(run.task_metrics is not None)
     lines += [f"- Not checked without ground truth (--gt-data): {', '.join(skipped)}", ""] if skipped else []
-    lines += [f"- Budget limits judged on {run.judged_description}; NaN/Inf on every input", ""]
+    lines += [f"- Budget limits judged on {run.stream.judged_description}; NaN/Inf on every input", ""]
     lines += [checks_table(run), ""]
-    lines += [f"![{kind}](pictures/{Path(path).name})" for kind, path in run.pictures.items()] + [""]
+    lines += [f"![{kind}](pictures/{Path(path).name})" for kind, path in pictures.items()] + [""]
     lines += ["<details><summary>Per input</summary>", "", per_input_table(run), "", "</details>", ""]
     return lines
 
 
-def to_markdown(result: Any) -> str:
+def to_markdown(result: ParityResult, pictures: Optional[Pictures] = None) -> str:
+    """The report a signer reads (``pictures``: label -> kind -> PNG path)."""
+    pictures = pictures or {}
     lines = _header_lines(result)
     lines += ["## Verdicts", "", "```"] + [run.verdict_line() for run in result.candidates] + ["```", ""]
     lines += ["## Summary (candidate vs reference over the judged inputs; NaN/Inf over every input)", "",
@@ -237,7 +253,7 @@ def to_markdown(result: Any) -> str:
     if result.reference_task is not None:
         lines += ["## Task metrics against ground truth", "", task_table(result), ""]
     for run in result.candidates:
-        lines += _candidate_section(run)
+        lines += _candidate_section(run, pictures.get(run.label, {}))
     return "\n".join(lines)
 
 
@@ -249,57 +265,65 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "candidate"
 
 
-def _histogram_markers(run: Any, max_depth: float) -> Dict[str, List]:
-    markers: Dict[str, List] = {"abs": [], "rel": []}
-    for key in run.budget.limits:
+def _histogram_markers(run: CandidateResult, max_depth: float) -> Dict[str, Sequence[Tuple[float, str]]]:
+    markers: Dict[str, List[Tuple[float, str]]] = {"abs": [], "rel": []}
+    for key in run.stream.budget.limits:
         figure = BUDGET_KEYS[key].figure
-        kind = "abs" if figure.endswith("abs_error") else "rel" if figure.endswith("rel_error") or figure == "abs_rel" else None
+        relative = figure.endswith("rel_error") or figure == "abs_rel"
+        kind = "abs" if figure.endswith("abs_error") else "rel" if relative else None
         if kind:
-            markers[kind].append((run.budget.limit(key, max_depth), f"{figure} budget"))
-    return markers
+            markers[kind].append((run.stream.budget.limit(key, max_depth), f"{figure} budget"))
+    return {kind: values for kind, values in markers.items()}
 
 
-def _heatmap_snapshot(run: Any) -> Any:
+def _heatmap_snapshot(run: CandidateResult) -> Any:
     """(figure, snapshot) of the worst input for the deciding figure (AbsRel for the spec check)."""
     for figure in (run.deciding.figure, "abs_rel", "nonfinite"):
-        if figure in run.worst:
-            return figure, run.worst[figure][1]
+        if figure in run.stream.worst:
+            return figure, run.stream.worst[figure][1]
     return None, None
 
 
-def _figure_on(run: Any, input_name: str, figure: str) -> str:
-    row = next((row for row in run.comparison.per_input if row["name"] == input_name), {})
+def _figure_on(run: CandidateResult, input_name: str, figure: str) -> str:
+    row = next((row for row in run.stream.comparison.per_input if row["name"] == input_name), {})
     return format_figure(figure, row.get(figure))
 
 
-def write_pictures(result: Any, folder: Path) -> None:
-    """The three PNGs of every candidate; their paths go into ``run.pictures``."""
+def write_pictures(result: ParityResult, folder: Path) -> Pictures:
+    """The three PNGs of every candidate; returns label -> kind -> path."""
+    return {run.label: _candidate_pictures(run, result.reference.spec, folder) for run in result.candidates}
+
+
+def _candidate_pictures(run: CandidateResult, spec: ModelSpec, folder: Path) -> Dict[str, str]:
     from edgedepth.parity import pictures
 
-    spec = result.reference.spec
-    for run in result.candidates:
-        name = slug(run.label)
-        figure, snapshot = _heatmap_snapshot(run)
-        if snapshot is not None:
-            title = f"{run.label}: worst input for {figure}: {snapshot.name} ({figure} {_figure_on(run, snapshot.name, figure)})"
-            image = pictures.worst_input_picture(snapshot.image, snapshot.reference, snapshot.candidate, spec.min_depth,
-                                                 spec.max_depth, title, snapshot.input_order)
-            run.pictures["worst"] = str(pictures.write_png(folder / f"{name}_worst.png", image))
-        markers = _histogram_markers(run, spec.max_depth)
-        image = pictures.histogram_picture(run.judged.histograms, f"{run.label}: error over every pixel of {run.judged_description}", markers)
-        run.pictures["histogram"] = str(pictures.write_png(folder / f"{name}_histogram.png", image))
-        rows = [(s.name, s.image, s.input_order, s.reference, s.candidate) for s in run.side_by_side]
-        image = pictures.side_by_side_picture(rows, spec.min_depth, spec.max_depth, f"{run.label}: reference vs candidate depth")
-        run.pictures["side_by_side"] = str(pictures.write_png(folder / f"{name}_side_by_side.png", image))
+    written: Dict[str, str] = {}
+    name = slug(run.label)
+    figure, snapshot = _heatmap_snapshot(run)
+    if snapshot is not None:
+        title = (f"{run.label}: worst input for {figure}: {snapshot.name} "
+                 f"({figure} {_figure_on(run, snapshot.name, figure)})")
+        image = pictures.worst_input_picture(snapshot.image, snapshot.reference, snapshot.candidate, spec.min_depth,
+                                             spec.max_depth, title, snapshot.input_order)
+        written["worst"] = str(pictures.write_png(folder / f"{name}_worst.png", image))
+    markers = _histogram_markers(run, spec.max_depth)
+    image = pictures.histogram_picture(run.stream.judged.histograms,
+                                       f"{run.label}: error over every pixel of {run.stream.judged_description}",
+                                       markers)
+    written["histogram"] = str(pictures.write_png(folder / f"{name}_histogram.png", image))
+    rows = [(s.name, s.image, s.input_order, s.reference, s.candidate) for s in run.stream.side_by_side]
+    image = pictures.side_by_side_picture(rows, spec.min_depth, spec.max_depth,
+                                          f"{run.label}: reference vs candidate depth")
+    written["side_by_side"] = str(pictures.write_png(folder / f"{name}_side_by_side.png", image))
+    return written
 
 
-def write_report(result: Any, report_dir: Path, log: Log = print) -> Dict[str, Path]:
+def write_report(result: ParityResult, report_dir: Path, log: Log = print) -> Dict[str, Path]:
     """Write pictures (unless disabled), ``report.json`` and ``report.md``; returns their paths."""
     report_dir = Path(report_dir)
-    if result.options.pictures:
-        write_pictures(result, report_dir / "pictures")
+    pictures = write_pictures(result, report_dir / "pictures") if result.options.pictures else {}
     paths = {"json": report_dir / "report.json", "markdown": report_dir / "report.md"}
-    write_json_atomic(paths["json"], report_dict(result))
-    write_text_atomic(paths["markdown"], to_markdown(result) + "\n")
+    write_json_atomic(paths["json"], report_dict(result, pictures))
+    write_text_atomic(paths["markdown"], to_markdown(result, pictures) + "\n")
     log(f"report: {paths['markdown']} and {paths['json']}")
     return paths

@@ -69,7 +69,8 @@ class Snapshot:
 
 @dataclass
 class CandidateRun:
-    """One candidate's state while the inputs stream through."""
+    """One candidate's state while the inputs stream through (an accumulator; judged at the end by
+    :func:`finish_candidate`, which returns a frozen :class:`CandidateResult`)."""
 
     label: str
     artifact: Artifact
@@ -78,28 +79,16 @@ class CandidateRun:
     #: Every input (NaN/Inf, the report's per-input table) ...
     comparison: ComparisonAccumulator
     #: ... and the inputs the budget judges (the same object when it judges all of them).
-    judged: Optional[ComparisonAccumulator] = None
+    judged: ComparisonAccumulator = field(init=False)
     backend_detail: str = ""
     task: Optional[DepthMetricAccumulator] = None
     inference_s: float = 0.0
     side_by_side: List[Snapshot] = field(default_factory=list)
     #: figure -> (badness, snapshot) of the worst input so far, for the heatmap.
     worst: Dict[str, Tuple[float, Snapshot]] = field(default_factory=dict)
-    checks: List[Check] = field(default_factory=list)
-    #: Set-level figures of the judged inputs (NaN/Inf counted over every input).
-    figures: Dict[str, float] = field(default_factory=dict)
-    #: Set-level figures of every input.
-    figures_all: Dict[str, float] = field(default_factory=dict)
-    task_metrics: Optional[Dict[str, Dict[str, float]]] = None
-    pictures: Dict[str, str] = field(default_factory=dict)
 
-    @property
-    def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-    @property
-    def deciding(self) -> Check:
-        return deciding_check(self.checks)
+    def __post_init__(self) -> None:
+        self.judged = self.comparison  # a separate accumulator once the inputs are known to hold stress patterns
 
     def tracked_figures(self) -> List[str]:
         """Figures whose worst input is kept for the heatmap: every budget figure, NaN and AbsRel."""
@@ -115,11 +104,40 @@ class CandidateRun:
         judged, total = len(self.judged.per_input), len(self.comparison.per_input)
         return f"all {total} inputs" if judged == total else f"{judged} of {total} inputs ({self.budget.judged_inputs})"
 
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """A candidate judged: what streamed, its set-level figures, task metrics and one check per limit."""
+
+    stream: CandidateRun
+    #: Set-level figures of the judged inputs (NaN/Inf counted over every input).
+    figures: Dict[str, float]
+    #: Set-level figures of every input.
+    figures_all: Dict[str, float]
+    checks: Tuple[Check, ...]
+    task_metrics: Optional[Dict[str, Dict[str, float]]] = None
+
+    @property
+    def label(self) -> str:
+        return self.stream.label
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def deciding(self) -> Check:
+        return deciding_check(self.checks)
+
     def verdict_line(self) -> str:
-        """``PASS  model.fp16.onnx [fp16, onnxruntime (CPU)]: abs_rel 0.0002 <= 0.001 (21% of budget); worst input ...``."""
-        deciding = self.deciding
+        """The verdict on one line, e.g.
+
+        ``PASS  model.fp16.onnx [fp16, onnxruntime (CPU)]: abs_rel 0.0002 <= 0.001 (21% of budget); worst input ...``.
+        """
+        deciding, stream = self.deciding, self.stream
         usage = deciding.usage_text()
-        line = (f"{'PASS' if self.passed else 'FAIL'}  {self.label} [{self.artifact.precision}, {self.backend_detail}]: "
+        line = (f"{'PASS' if self.passed else 'FAIL'}  {self.label} "
+                f"[{stream.artifact.precision}, {stream.backend_detail}]: "
                 f"{deciding.sentence()}" + (f" ({usage})" if usage else ""))
         if deciding.worst_input:
             line += f"; worst input: {deciding.worst_input} ({format_figure(deciding.figure, deciding.worst_value)})"
@@ -136,7 +154,7 @@ class ParityResult:
     reference_detail: str
     inputs: InputSet
     budgets: Budgets
-    candidates: List[CandidateRun]
+    candidates: List[CandidateResult]
     reference_task: Optional[Dict[str, float]] = None
     input_names: List[str] = field(default_factory=list)
     reference_inference_s: float = 0.0
@@ -169,11 +187,13 @@ def prepare_candidates(options: ParityOptions, reference: Artifact, budgets: Bud
         artifact = describe_artifact(path)
         if artifact.precision not in PRECISIONS:
             raise ParityUsageError(
-                f"candidate {path} has precision {artifact.precision!r}; parity budgets exist for {', '.join(PRECISIONS)}"
+                f"candidate {path} has precision {artifact.precision!r}; "
+                f"parity budgets exist for {', '.join(PRECISIONS)}"
             )
         artifact.findings = spec_findings(artifact, reference)
         feed = feed_spec(artifact, reference)
-        runs.append(CandidateRun(label, artifact, budgets[artifact.precision], feed, ComparisonAccumulator(reference.spec.min_depth)))
+        runs.append(CandidateRun(label, artifact, budgets[artifact.precision], feed,
+                                 ComparisonAccumulator(reference.spec.min_depth)))
     return runs
 
 
@@ -202,7 +222,8 @@ def _check_options(options: ParityOptions) -> None:
     if not options.candidates:
         raise ParityUsageError("pass at least one candidate: --candidates MODEL.onnx [MODEL.engine ...]")
     if options.reference_device not in REFERENCE_DEVICES:
-        raise ParityUsageError(f"--reference-device {options.reference_device!r}: use one of {', '.join(REFERENCE_DEVICES)}")
+        raise ParityUsageError(f"--reference-device {options.reference_device!r}: "
+                               f"use one of {', '.join(REFERENCE_DEVICES)}")
 
 
 # --------------------------------------------------------------------------- backends
@@ -235,6 +256,10 @@ def open_candidate(run: CandidateRun, options: ParityOptions) -> Any:
     return open_backend(str(run.artifact.path), run.artifact.kind, **extra)
 
 
+def _open_candidate(stack: contextlib.ExitStack, run: CandidateRun, options: ParityOptions) -> Any:
+    return _opened(stack, f"candidate {run.artifact.path}", lambda: open_candidate(run, options))
+
+
 def _opened(stack: contextlib.ExitStack, what: str, opener: Callable[[], Any]) -> Any:
     from edgedepth.errors import EdgeDepthError
 
@@ -259,7 +284,9 @@ def _task_options(inputs: InputSet, spec: ModelSpec) -> Dict[str, Any]:
             "alignment": inputs.details.get("alignment", "none")}
 
 
-def _task_row(item: ParityInput, reference: np.ndarray, candidate: np.ndarray, options: Dict[str, Any]) -> Dict[str, float]:
+def _task_row(item: ParityInput, reference: np.ndarray, candidate: np.ndarray,
+              options: Dict[str, Any]) -> Dict[str, float]:
+    assert item.depth is not None, "task metrics are computed only for inputs with ground truth"
     ref = compute_depth_metrics(reference, item.depth, item.mask, **options)
     cand = compute_depth_metrics(candidate, item.depth, item.mask, **options)
     return {"task_abs_rel": cand["abs_rel"], "task_d1": cand["d1"],
@@ -285,16 +312,18 @@ def _measure_candidate(run: CandidateRun, backend: Any, item: ParityInput, spec:
     run.inference_s += seconds
     judged = run.judges(item)
     extra: Dict[str, Any] = {"group": item.group, "judged": judged}
-    if task_options is not None:
+    if task_options is not None and run.task is not None and item.depth is not None:
         extra.update(_task_row(item, ref_depth, depth, task_options))
         run.task.add(depth, item.depth, item.mask)
     run.comparison.add(item.name, ref_depth, depth, extra)
     if judged and run.judged is not run.comparison:
         run.judged.add(item.name, ref_depth, depth, extra)
-    _keep_snapshots(run, run.comparison.per_input[-1], Snapshot(item.name, item.image, item.input_order, ref_depth, depth), judged)
+    _keep_snapshots(run, run.comparison.per_input[-1],
+                    Snapshot(item.name, item.image, item.input_order, ref_depth, depth), judged)
 
 
-def measure(inputs: InputSet, reference: Any, runs: List[CandidateRun], backends: List[Any], log: Log) -> Dict[str, Any]:
+def measure(inputs: InputSet, reference: Any, runs: List[CandidateRun], backends: List[Any],
+            log: Log) -> Dict[str, Any]:
     """Stream the inputs through the reference and every candidate; returns reference facts."""
     spec = reference.spec
     task_options = _task_options(inputs, spec) if inputs.has_ground_truth else None
@@ -306,7 +335,7 @@ def measure(inputs: InputSet, reference: Any, runs: List[CandidateRun], backends
         ref_batch = preprocess(item.image, spec, item.input_order)
         ref_depth, seconds = _infer(reference, ref_batch)
         reference_s += seconds
-        if reference_task is not None:
+        if reference_task is not None and item.depth is not None:
             reference_task.add(ref_depth, item.depth, item.mask)
         for run, backend in zip(runs, backends):
             _measure_candidate(run, backend, item, spec, ref_batch, ref_depth, task_options)
@@ -321,30 +350,33 @@ def measure(inputs: InputSet, reference: Any, runs: List[CandidateRun], backends
 
 
 def _task_summary(run: CandidateRun, reference_task: Dict[str, float]) -> Dict[str, Dict[str, float]]:
+    assert run.task is not None, "task metrics are accumulated whenever the reference has them"
     candidate = run.task.compute()
     change = {key: candidate[key] - reference_task[key] for key in TASK_KEYS}
     return {"reference": {k: reference_task[k] for k in TASK_KEYS}, "candidate": {k: candidate[k] for k in TASK_KEYS},
             "change": change}
 
 
-def finish_candidate(run: CandidateRun, reference: Artifact, reference_task: Optional[Dict[str, float]]) -> None:
+def finish_candidate(run: CandidateRun, reference: Artifact,
+                     reference_task: Optional[Dict[str, float]]) -> CandidateResult:
     """Set-level figures, task metrics and the budget checks of one candidate."""
-    run.figures_all = run.comparison.compute()
-    run.figures = dict(run.judged.compute(), nonfinite=run.figures_all["nonfinite"])
-    if reference_task is not None:
-        run.task_metrics = _task_summary(run, reference_task)
-        run.figures["task_abs_rel_increase"] = run.task_metrics["change"]["abs_rel"]
-        run.figures["task_d1_decrease"] = -run.task_metrics["change"]["d1"]
+    figures_all = run.comparison.compute()
+    figures = dict(run.judged.compute(), nonfinite=figures_all["nonfinite"])
+    task_metrics = _task_summary(run, reference_task) if reference_task is not None else None
+    if task_metrics is not None:
+        figures["task_abs_rel_increase"] = task_metrics["change"]["abs_rel"]
+        figures["task_d1_decrease"] = -task_metrics["change"]["d1"]
     worst = {figure: run.judged.worst_input(figure) for figure in run.tracked_figures()}
     worst["nonfinite"] = run.comparison.worst_input("nonfinite")
     spec_errors = [finding.spec_field for finding in run.artifact.spec_errors]
-    nonfinite, *limits = judge(run.figures, run.budget, reference.spec.max_depth, worst, reference_task is not None)
-    run.checks = [nonfinite, spec_check(spec_errors), *limits]
+    nonfinite, *limits = judge(figures, run.budget, reference.spec.max_depth, worst, reference_task is not None)
+    return CandidateResult(run, figures, figures_all, (nonfinite, spec_check(spec_errors), *limits), task_metrics)
 
 
 def spec_check(spec_errors: Sequence[str]) -> Check:
     """Always on: the candidate's spec must match the checkpoint's in every field the output depends on."""
-    text = "spec matches the checkpoint" if not spec_errors else f"spec differs from the checkpoint ({', '.join(spec_errors)})"
+    text = ("spec matches the checkpoint" if not spec_errors
+            else f"spec differs from the checkpoint ({', '.join(spec_errors)})")
     return Check(SPEC_CHECK, "spec_errors", "max", 0.0, float(len(spec_errors)), note=text)
 
 
@@ -361,20 +393,20 @@ def run_parity(options: ParityOptions, log: Log = print) -> ParityResult:
     budgets = load_budgets(options.budget)
     reference = describe_artifact(options.checkpoint, "checkpoint")
     if reference.kind != "pytorch":
-        raise ParityUsageError(f"--checkpoint {options.checkpoint} is not a PyTorch checkpoint (.pt): the reference is the trained model")
+        raise ParityUsageError(f"--checkpoint {options.checkpoint} is not a PyTorch checkpoint (.pt): "
+                               "the reference is the trained model")
     runs = prepare_candidates(options, reference, budgets)
     inputs = make_inputs(options, reference.spec)
     log(f"inputs: {inputs.description}")
     with contextlib.ExitStack() as stack:
         ref_backend = _opened(stack, f"checkpoint {options.checkpoint}", lambda: open_reference(options))
-        backends = [_opened(stack, f"candidate {run.artifact.path}", lambda run=run: open_candidate(run, options)) for run in runs]
+        backends = [_open_candidate(stack, run, options) for run in runs]
         for run, backend in zip(runs, backends):
             run.backend_detail = backend.detail
         facts = measure(inputs, ref_backend, runs, backends, log)
         reference_detail = ref_backend.detail
-    for run in runs:
-        finish_candidate(run, reference, facts["task"])
-    result = ParityResult(options, reference, reference_detail, inputs, budgets, runs, facts["task"], facts["names"],
+    results = [finish_candidate(run, reference, facts["task"]) for run in runs]
+    result = ParityResult(options, reference, reference_detail, inputs, budgets, results, facts["task"], facts["names"],
                           facts["inference_s"], time.perf_counter() - started)
     write_report(result, Path(options.report_dir), log)
     return result
