@@ -21,7 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 from common import interleaved_times, random_checkpoint  # benchmarks/common.py (run as a script)
 
 
@@ -46,8 +45,8 @@ def main(argv=None) -> int:
 
     from edgedepth.export.fp16 import convert_to_fp16
     from edgedepth.export.onnx_export import export_onnx
-    from edgedepth.probes import probe_batch
     from edgedepth.onnxrt import cpu_session, run_session
+    from edgedepth.probes import probe_batch
     from edgedepth.training.checkpoint import load_checkpoint
 
     torch.set_num_threads(args.threads)
@@ -59,7 +58,10 @@ def main(argv=None) -> int:
         model, _ = load_checkpoint(checkpoint)
         batch = probe_batch("scene", fp32.spec)
         tensor = torch.from_numpy(batch)
-        sessions = {"ort_fp32": cpu_session(fp32.path, threads=args.threads), "ort_fp16": cpu_session(fp16.path, threads=args.threads)}
+        sessions = {
+            "ort_fp32": cpu_session(fp32.path, threads=args.threads),
+            "ort_fp16": cpu_session(fp16.path, threads=args.threads),
+        }
 
         def run_torch():
             with torch.no_grad():
@@ -89,7 +91,8 @@ def main(argv=None) -> int:
         "fp16_converter": converter,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg())},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                    "load_average": list(os.getloadavg())},
     }
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -71,8 +71,8 @@ def _calibrate(fp32: Path, images: Path, output: Path, quantizer: str, target: s
 
 def _summary(times: List[float]) -> dict:
     ordered = sorted(times)
-    return {"median_ms": round(statistics.median(ordered), 2), "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
-            "min_ms": round(ordered[0], 2)}
+    return {"median_ms": round(statistics.median(ordered), 2),
+            "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 2), "min_ms": round(ordered[0], 2)}
 
 
 def main(argv=None) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -285,7 +285,9 @@ def attach_held_out(cset: CalibrationSet, spec: ModelSpec, eval_sources: Sequenc
     """Replace the held-out images of ``cset`` with ``num_eval`` images of ``eval_sources``."""
     opened = _open_all(eval_sources, split)
     quotas = allocate([len(source) for source in opened], num_eval)
-    plan = [(evenly_spaced(len(source), quota), []) for source, quota in zip(opened, quotas)]
+    plan: List[Tuple[List[int], List[int]]] = [
+        (evenly_spaced(len(source), quota), []) for source, quota in zip(opened, quotas)
+    ]
     held, names, _, _ = _read_all(opened, plan, spec, "reading held-out images")
     cset.held_out, cset.held_out_names = _stack(held, spec), names
     cset.held_out_sources = [s.description for s in opened]
@@ -346,7 +348,7 @@ def save_calibration_set(path: PathLike, cset: CalibrationSet, spec: ModelSpec) 
     write_json_atomic(set_sidecar_path(path), sidecar)
 
 
-def _read_set_sidecar(path: Path) -> Dict[str, object]:
+def _read_set_sidecar(path: Path) -> Dict[str, Any]:
     sidecar_path = set_sidecar_path(path)
     if not path.is_file():
         raise CalibrationError(f"calibration set {path} does not exist: create it with --data SOURCE --save-set {path}")

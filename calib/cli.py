@@ -51,14 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data", action="append", default=[], metavar="SOURCE",
                       help="folder, image, video or dataset config; repeat to mix sources (sampled evenly)")
     data.add_argument("--split", default="val", help="dataset split for config sources (default: val)")
-    data.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES, metavar="N", help=f"calibration images (default {DEFAULT_NUM_IMAGES})")
+    data.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES, metavar="N",
+                      help=f"calibration images (default {DEFAULT_NUM_IMAGES})")
     data.add_argument("--eval-data", action="append", default=[], metavar="SOURCE",
                       help="held-out images for the budget check (default: unused images of --data)")
-    data.add_argument("--num-eval", type=int, default=DEFAULT_NUM_EVAL, metavar="N", help=f"held-out images (default {DEFAULT_NUM_EVAL})")
+    data.add_argument("--num-eval", type=int, default=DEFAULT_NUM_EVAL, metavar="N",
+                      help=f"held-out images (default {DEFAULT_NUM_EVAL})")
     data.add_argument("--save-set", type=Path, metavar="FILE.npy", help="save the preprocessed images for reuse")
-    data.add_argument("--load-set", type=Path, metavar="FILE.npy", help="reuse a saved preprocessed set instead of --data")
+    data.add_argument("--load-set", type=Path, metavar="FILE.npy",
+                      help="reuse a saved preprocessed set instead of --data")
     quant = parser.add_argument_group("quantization")
-    quant.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD, help=f"activation ranges (default {DEFAULT_METHOD})")
+    quant.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                       help=f"activation ranges (default {DEFAULT_METHOD})")
     quant.add_argument("--quantizer", choices=QUANTIZERS, default="auto",
                        help="auto = ModelOpt when installed, else ONNX Runtime (default auto)")
     quant.add_argument("--target", choices=TARGETS, default="tensorrt",
@@ -72,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = parser.add_argument_group("accuracy budget")
     check.add_argument("--budget", type=Path, metavar="FILE.yaml", help="budget overrides (YAML)")
     check.add_argument("--max-fallback", type=int, default=DEFAULT_MAX_FALLBACK, metavar="N",
-                       help=f"most nodes the fallback may keep in higher precision (default {DEFAULT_MAX_FALLBACK}; 0 = off)")
+                       help=f"most nodes the fallback may keep in higher precision "
+                            f"(default {DEFAULT_MAX_FALLBACK}; 0 = off)")
     check.add_argument("--sensitivity-top-k", type=int, default=DEFAULT_TOP_K, metavar="K",
                        help="measure only K fallback candidates, picked by a cheaper pre-ranking (default: all)")
     check.add_argument("--keep-failed", action="store_true", help="write an over-budget graph to NAME.over-budget.onnx")
@@ -83,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 def request_from_args(args: argparse.Namespace) -> CalibrationRequest:
     return CalibrationRequest(
         onnx=args.onnx, output=args.output, data=list(args.data), eval_data=list(args.eval_data), split=args.split,
-        num_images=args.num_images, num_eval=args.num_eval, method=args.method, quantizer=args.quantizer, target=args.target,
-        trt_version=args.trt_version,
+        num_images=args.num_images, num_eval=args.num_eval, method=args.method, quantizer=args.quantizer,
+        target=args.target, trt_version=args.trt_version,
         exclude=list(args.exclude), budget=int8_budget(args.budget), max_fallback=args.max_fallback,
         top_k=args.sensitivity_top_k, keep_failed=args.keep_failed, cache=args.cache, save_set=args.save_set,
         load_set=args.load_set, report=args.report,

@@ -120,9 +120,13 @@ def _read_sidecar(cache_path: Path) -> Dict[str, Any]:
     try:
         sidecar = json.loads(sidecar_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise CalibrationCacheError(f"{sidecar_path} is unreadable ({exc}); delete {cache_path} to recalibrate") from exc
+        raise CalibrationCacheError(
+            f"{sidecar_path} is unreadable ({exc}); delete {cache_path} to recalibrate"
+        ) from exc
     if not isinstance(sidecar, dict) or sidecar.get("format") != CACHE_FORMAT:
-        raise CalibrationCacheError(f"{sidecar_path} is not an edgedepth cache key ({CACHE_FORMAT}); delete {cache_path}")
+        raise CalibrationCacheError(
+            f"{sidecar_path} is not an edgedepth cache key ({CACHE_FORMAT}); delete {cache_path}"
+        )
     return sidecar
 
 
@@ -197,7 +201,8 @@ class BatchFeeder:
             return None
         batch = self.batches[self.served]
         self.served += 1
-        self.progress.update(1)
+        if self.progress is not None:  # opened above: there was a batch to serve
+            self.progress.update(1)
         return batch
 
 

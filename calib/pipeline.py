@@ -292,8 +292,8 @@ class Quantized:
         return bool(self.agreement)
 
 
-def quantize_and_check(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet, trt_target: Optional[TrtTarget],
-                       workdir: Path, log: Log) -> Quantized:
+def quantize_and_check(request: CalibrationRequest, spec: ModelSpec, cset: CalibrationSet,
+                       trt_target: Optional[TrtTarget], workdir: Path, log: Log) -> Quantized:
     """Q/DQ graph, budget check, fallback when it misses, and the form the target TensorRT takes."""
     started = time.perf_counter()
     backend, note = choose_quantizer(request.quantizer, request.method, request.target, trt_target)
@@ -355,16 +355,16 @@ def tensorrt_compatibility(graph: bytes, target: Optional[TrtTarget]) -> Dict[st
     targets = ([target] if target else []) + [other for other in REPORTED_TARGETS if str(other) != str(target)]
     found = conformance.summary(model, targets)
     violations = found.get(str(target), []) if target else []
-    if violations:
+    if target and violations:
         raise CalibrationError(
-            f"the INT8 graph would not parse on {target.label} ({len(violations)} violation(s), first: {violations[0]}); "
-            f"nothing written: report this with the command line, or pick --quantizer ort"
+            f"the INT8 graph would not parse on {target.label} ({len(violations)} violation(s), "
+            f"first: {violations[0]}); nothing written: report this with the command line, or pick --quantizer ort"
         )
     return found
 
 
-def _provenance(request: CalibrationRequest, quantized: Quantized, cset: CalibrationSet, trt_target: Optional[TrtTarget],
-                source_sha256: str, created_at: str) -> Dict[str, object]:
+def _provenance(request: CalibrationRequest, quantized: Quantized, cset: CalibrationSet,
+                trt_target: Optional[TrtTarget], source_sha256: str, created_at: str) -> Dict[str, object]:
     images = cset.summary()
     return {
         "precision": "int8",
@@ -392,7 +392,7 @@ def publish(graph: bytes, request: CalibrationRequest, passed: bool, provenance:
             log: Log) -> Optional[Path]:
     """Write the checked graph to --output (or, with --keep-failed, the over-budget name), atomically;
     the path written, or None."""
-    if not passed and not request.keep_failed:
+    if request.output is None or (not passed and not request.keep_failed):
         return None
     target = Path(request.output) if passed else over_budget_path(Path(request.output))
     with atomic_path(target) as tmp:
@@ -406,6 +406,7 @@ def write_tensorrt_cache_for(request: CalibrationRequest, spec: ModelSpec, cset:
     """The TensorRT 8.5-10.x implicit-INT8 calibration cache (``--cache``); what it wrote or reused."""
     from edgedepth.calib.legacy import write_tensorrt_cache
 
+    assert request.cache is not None, "called only for --cache"
     batch = graph_batch_size(onnx_info.load_model(request.onnx, load_weights=False))
     details = {"higher_precision_nodes": list(kept), "source_onnx": Path(request.onnx).name,
                "calibration_images": int(len(cset.calibration))}
@@ -503,7 +504,9 @@ def _report_targets(request: CalibrationRequest) -> Tuple[Path, Path]:
     """``--report r.json`` (or ``r``) -> (r.json, r.md); by default beside the output (:func:`report_paths`)."""
     if request.report:
         return Path(request.report).with_suffix(".json"), Path(request.report).with_suffix(".md")
-    return report_paths(request.output or request.cache)
+    written = request.output or request.cache
+    assert written is not None, "check_request refuses a request with neither --output nor --cache"
+    return report_paths(written)
 
 
 def _failure_message(report: CalibrationReport, md_path: Path) -> str:

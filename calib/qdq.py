@@ -14,19 +14,22 @@ Whether a TensorRT generation parses the result is :mod:`edgedepth.export.confor
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set
 
 import numpy as np
 
 from edgedepth.calib.errors import CalibrationError
 from edgedepth.export import onnx_info
 
+if TYPE_CHECKING:  # onnx is imported lazily; its types only annotate
+    from onnx import NodeProto
+
 QDQ_OPS = onnx_info.QDQ_OPS
 HEAD_REASON = "output head (last conv, sigmoid, x max_depth): INT8 would leave 127 depth levels"
 USER_REASON = "--exclude {pattern}"
 
 
-def producers(model) -> Dict[str, object]:
+def producers(model) -> Dict[str, NodeProto]:
     """Tensor name -> the node that writes it."""
     return {out: node for node in model.graph.node for out in node.output if out}
 
@@ -91,14 +94,16 @@ def _original_constant(reference, node_name: str, position: int) -> Optional[obj
     return next((init for init in reference.graph.initializer if init.name == node.input[position]), None)
 
 
-def _float_source(model, dq, writers: Dict[str, object], constants: Set[str], original) -> str:
+def _float_source(model, dq, writers: Dict[str, NodeProto], constants: Set[str], original) -> str:
     """The float tensor a DequantizeLinear stands for: the tensor its QuantizeLinear reads, or, for a
     quantized constant, the FP32 graph's original constant (else the dequantized one)."""
     quantize = writers.get(dq.input[0])
     if quantize is not None and quantize.op_type == "QuantizeLinear":
         return quantize.input[0]
     if dq.input[0] not in constants:
-        raise CalibrationError(f"cannot find the float tensor behind DequantizeLinear {dq.name!r}: unexpected Q/DQ pattern")
+        raise CalibrationError(
+            f"cannot find the float tensor behind DequantizeLinear {dq.name!r}: unexpected Q/DQ pattern"
+        )
     if original is not None:
         name = f"{original.name}_fp32"
         if name not in constants:

@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -143,7 +143,7 @@ class OrtQuantizer:
                 "percentile": CalibrationMethod.Percentile}[self.method]
 
     def _calibrator_options(self) -> dict:
-        options = {"symmetric": self.target == "tensorrt"}
+        options: Dict[str, object] = {"symmetric": self.target == "tensorrt"}
         if self.method == "entropy":
             options.update(num_bins=ENTROPY_BINS, num_quantized_bins=ENTROPY_LEVELS)
         if self.method == "percentile":
@@ -173,11 +173,13 @@ class OrtQuantizer:
             quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
             activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
             calibrate_method=self._calibration_method(), nodes_to_exclude=list(keep),
-            extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True, **(TENSORRT_ORT_OPTIONS if tensorrt else {})},
+            extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True,
+                           **(TENSORRT_ORT_OPTIONS if tensorrt else {})},
         )
         with _quiet_ort_advice():
             if supports_range_cache():
-                quantize_static(str(self.fp32_path), str(output), None, calibration_cache_path=str(self.ranges()), **kwargs)
+                quantize_static(str(self.fp32_path), str(output), None, calibration_cache_path=str(self.ranges()),
+                                **kwargs)
             else:  # onnxruntime before the calibration cache: calibrate again (ORT's own histogram settings)
                 reader = make_reader(self.input_name, self.data, self.batch_size)
                 quantize_static(str(self.fp32_path), str(output), reader, **kwargs)
@@ -280,11 +282,11 @@ def choose_quantizer(requested: str, method: str, target: str = "tensorrt",
     if requested not in QUANTIZERS:
         raise CalibrationError(f"--quantizer {requested!r} is unknown: choose one of {', '.join(QUANTIZERS)}")
     check_target(target)
-    trt8 = target == "tensorrt" and trt_target is not None and trt_target.generation == "8"
-    if requested == "modelopt" and trt8:
+    trt8 = trt_target if target == "tensorrt" and trt_target is not None and trt_target.generation == "8" else None
+    if requested == "modelopt" and trt8 is not None:
         raise CalibrationError(
-            f"ModelOpt writes INT8 graphs at opset 19 or newer, which {trt_target.label} cannot parse (8.x parses up to "
-            "opset 17): use --quantizer ort (or auto) for TensorRT 8"
+            f"ModelOpt writes INT8 graphs at opset 19 or newer, which {trt8.label} cannot parse "
+            "(8.x parses up to opset 17): use --quantizer ort (or auto) for TensorRT 8"
         )
     if requested == "ort":
         return "ort", None
@@ -293,8 +295,8 @@ def choose_quantizer(requested: str, method: str, target: str = "tensorrt",
         return "modelopt", None
     if target != "tensorrt":
         return "ort", "auto: --target cpu is written by ONNX Runtime's quantizer"
-    if trt8:
-        return "ort", f"auto: {trt_target.label} parses up to opset 17 and ModelOpt writes 19+; used ONNX Runtime's quantizer"
+    if trt8 is not None:
+        return "ort", f"auto: {trt8.label} parses up to opset 17 and ModelOpt writes 19+; used ONNX Runtime's quantizer"
     if method not in MODELOPT_METHODS:
         return "ort", f"auto: ModelOpt has no {method} calibration; used ONNX Runtime's quantizer"
     try:

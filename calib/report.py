@@ -84,7 +84,8 @@ def _figures_table(report: CalibrationReport) -> List[str]:
 
 def _kept_table(report: CalibrationReport) -> List[str]:
     lines = ["| node | op | why |", "|---|---|---|"]
-    lines += [f"| `{item['node']}` | {item['op_type']} | {item['reason']} |" for item in report.kept_in_higher_precision]
+    lines += [f"| `{item['node']}` | {item['op_type']} | {item['reason']} |"
+              for item in report.kept_in_higher_precision]
     return lines
 
 
@@ -97,9 +98,11 @@ def _fallback_lines(fallback: Dict[str, Any]) -> List[str]:
                      f"{'yes' if step['passed'] else 'no: ' + '; '.join(step['failures'])} |")
     measured = [item for item in fallback["ranking"] if item.get("abs_rel_alone") is not None]
     if measured:
-        lines += ["", "Most harmful INT8 nodes (AbsRel vs FP32 with only that node in INT8, subset of held-out images):",
+        lines += ["",
+                  "Most harmful INT8 nodes (AbsRel vs FP32 with only that node in INT8, subset of held-out images):",
                   "", "| node | op | input noise | AbsRel alone |", "|---|---|---|---|"]
-        lines += [f"| `{m['node']}` | {m['op_type']} | {m['noise']:.2%} | {m['abs_rel_alone']:.4%} |" for m in measured[:15]]
+        lines += [f"| `{m['node']}` | {m['op_type']} | {m['noise']:.2%} | {m['abs_rel_alone']:.4%} |"
+                  for m in measured[:15]]
     return lines
 
 
@@ -110,8 +113,10 @@ def to_markdown(report: CalibrationReport) -> str:
         f"# INT8 calibration report: {report.status.upper()}", "",
         f"- source: `{report.source_onnx}` (sha256 {report.source_sha256[:16]}…)",
         f"- output: `{report.output or report.over_budget_output or 'none written'}`",
-        f"- quantizer: {report.quantizer} ({report.quantizer_version}); method: {report.method}; target: {report.target}"
-        + (f" (TensorRT {report.trt_version}; unquantized layers {report.unquantized_precision})" if report.trt_version else "")
+        f"- quantizer: {report.quantizer} ({report.quantizer_version}); method: {report.method}; "
+        f"target: {report.target}"
+        + (f" (TensorRT {report.trt_version}; unquantized layers {report.unquantized_precision})"
+           if report.trt_version else "")
         + (f"; {report.quantizer_note}" if report.quantizer_note else ""),
         f"- images: {images.get('calibration_images', 0)} calibration, {images.get('held_out_images', 0)} held out; "
         f"sources: {'; '.join(images.get('sources', []))}",
@@ -127,11 +132,13 @@ def to_markdown(report: CalibrationReport) -> str:
     if report.fallback:
         lines += _fallback_lines(report.fallback)
     if report.tensorrt_compatibility:
-        lines += ["", "## TensorRT compatibility (`depth-export check`)", ""] + _compatibility_lines(report.tensorrt_compatibility)
+        lines += ["", "## TensorRT compatibility (`depth-export check`)", ""]
+        lines += _compatibility_lines(report.tensorrt_compatibility)
     if report.tensorrt_cache:
         cache = report.tensorrt_cache
         lines += ["", "## TensorRT calibration cache (implicit INT8, TensorRT 8.5-10.x)", "",
-                  f"- `{cache['path']}` + key `{cache['key_file']}` ({cache['algorithm']}, TensorRT {cache['tensorrt']}, "
+                  f"- `{cache['path']}` + key `{cache['key_file']}` ({cache['algorithm']}, "
+                  f"TensorRT {cache['tensorrt']}, "
                   f"{'reused' if cache['reused'] else 'calibrated on ' + str(cache['batches']) + ' batches'})"]
     return "\n".join(lines) + "\n"
 

@@ -59,7 +59,7 @@ class FallbackStep:
     """One greedy step: the node newly kept and the figures that followed."""
 
     node: str
-    figures: Dict[str, float]
+    figures: Dict[str, Optional[float]]  # JSON-safe: a non-finite figure is None
     failures: List[str]
 
     @property
@@ -109,7 +109,8 @@ def _quantized_activation(model, writers, tensor: str) -> Optional[Tuple[str, fl
     if quantize.op_type != "QuantizeLinear":
         return None
     scale = _constant(model, quantize.input[1])
-    zero = _constant(model, quantize.input[2]) if len(quantize.input) > 2 and quantize.input[2] else np.zeros((), np.int8)
+    has_zero = len(quantize.input) > 2 and quantize.input[2]
+    zero = _constant(model, quantize.input[2]) if has_zero else np.zeros((), np.int8)
     if scale is None or zero is None or scale.size != 1:
         return None
     info = np.iinfo(zero.dtype)
@@ -132,7 +133,9 @@ def _float_values(fp32_path: Path, tensors: Sequence[str], images: np.ndarray, i
     model = onnx.load(str(fp32_path))
     present = {o.name for o in model.graph.output}
     wanted = [name for name in tensors if name != input_name]
-    model.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in wanted if n not in present)
+    model.graph.output.extend(
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in wanted if n not in present
+    )
     session = cpu_session(model.SerializeToString(), error=CalibrationError)
     batches = calibration_batches(images, batch_size)
     runs = [session.run(wanted, {input_name: batch}) for batch in batches]
@@ -192,11 +195,10 @@ def rank_nodes(
     prerank = prerank or {}
     order = sorted(candidates, key=lambda name: (-prerank.get(name, 0.0), -noise.get(name, 0.0)))
     limit = len(order) if top_k <= 0 else top_k
-    measured = [
-        NodeSensitivity(name, op_types.get(name, "?"), noise.get(name, 0.0), measure(name)["abs_rel"])
-        for name in order[:limit]
-    ]
-    measured.sort(key=lambda item: -item.abs_rel_alone)
+    alone = [(name, measure(name)["abs_rel"]) for name in order[:limit]]
+    alone.sort(key=lambda pair: -pair[1])
+    measured = [NodeSensitivity(name, op_types.get(name, "?"), noise.get(name, 0.0), abs_rel)
+                for name, abs_rel in alone]
     rest = [NodeSensitivity(name, op_types.get(name, "?"), noise.get(name, 0.0)) for name in order[limit:]]
     return measured + rest
 

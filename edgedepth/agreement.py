@@ -154,12 +154,15 @@ def judge(
     nonfinite = float(figures[NONFINITE_CHECK])
     checks = [_worst(Check(NONFINITE_CHECK, NONFINITE_CHECK, "max", 0.0, nonfinite),
                      worst.get(NONFINITE_CHECK) if nonfinite else None)]
-    for key in (budget.limits if budget is not None else {}):
+    if budget is None:
+        return tuple(checks)
+    for key in budget.limits:
         rule = BUDGET_KEYS[key]
         if rule.needs_gt and not has_ground_truth:
             continue
         value = figures.get(rule.figure)
-        check = Check(key, rule.figure, rule.bound, budget.limit(key, max_depth), None if value is None else float(value))
+        limit = budget.limit(key, max_depth)
+        check = Check(key, rule.figure, rule.bound, limit, None if value is None else float(value))
         checks.append(_worst(check, worst.get(rule.figure)))
     return tuple(checks)
 

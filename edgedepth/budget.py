@@ -121,8 +121,8 @@ def load_budgets(path: Union[str, Path, None] = None) -> Budgets:
     or a limit that is not a number in range.
     """
     shipped = resources.files("edgedepth.configs").joinpath(*DEFAULT_BUDGET_FILE)
-    budgets = merge_budgets({p: Budget() for p in PRECISIONS}, _parse(shipped.read_text(encoding="utf-8"), SHIPPED_NAME),
-                            source=SHIPPED_NAME)
+    shipped_budgets = _parse(shipped.read_text(encoding="utf-8"), SHIPPED_NAME)
+    budgets = merge_budgets({p: Budget() for p in PRECISIONS}, shipped_budgets, source=SHIPPED_NAME)
     if path is None:
         return budgets
     return merge_budgets(budgets, _read_yaml(Path(path)), source=str(path))

@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from edgedepth import __version__
 from edgedepth.errors import EdgeDepthError, UsageError
@@ -48,6 +48,7 @@ _OS_ERROR_HINTS = {
 }
 Body = Callable[[argparse.Namespace], Optional[int]]
 Validate = Callable[[argparse.ArgumentParser, argparse.Namespace], None]
+_Parsed = Union[Tuple[argparse.Namespace, None], Tuple[None, int]]  # (args, None) or (None, status)
 
 #: Stage commands: name -> "module:function". Each is also a console script of its own.
 STAGES: Dict[str, str] = {
@@ -103,7 +104,7 @@ def stop_signals_as_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], validate: Optional[Validate]):
+def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], validate: Optional[Validate]) -> _Parsed:
     """``(args, None)``, or ``(None, status)`` when argparse exited (usage error 2, --help 0)."""
     try:
         args = parser.parse_args(argv)
@@ -126,9 +127,10 @@ def run_command(prog: str, parser: argparse.ArgumentParser, body: Body, argv: Op
     ``validate(parser, args)`` may call ``parser.error`` for option combinations argparse cannot
     express. Library code raises; this is the only place errors become exit codes.
     """
-    args, status = _parse(parser, argv, validate)
-    if args is None:
-        return status
+    parsed = _parse(parser, argv, validate)
+    if parsed[0] is None:
+        return parsed[1]
+    args = parsed[0]
     try:
         with stop_signals_as_interrupt():
             return int(body(args) or EXIT_OK)
@@ -205,7 +207,8 @@ def _umbrella(args: argparse.Namespace) -> int:
 def umbrella_parser() -> argparse.ArgumentParser:
     """The ``edgedepth`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog="edgedepth", description="Monocular depth for Jetson: train, export, calibrate, run and check a depth network."
+        prog="edgedepth",
+        description="Monocular depth for Jetson: train, export, calibrate, run and check a depth network.",
     )
     parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
     parser.add_argument("command", nargs="?", choices=sorted(STAGES) + ["env"], help="stage to run")

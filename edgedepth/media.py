@@ -11,12 +11,15 @@ from __future__ import annotations
 import abc
 import glob
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from edgedepth.errors import SourceError
 from edgedepth.preprocess import import_cv2
+
+if TYPE_CHECKING:  # OpenCV is imported lazily (import_cv2); its type only annotates
+    import cv2
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts")
@@ -101,7 +104,7 @@ class VideoSource(ImageSource):
         self.frame_count = self._count_frames()
         self.description = f"video {self.path} ({self.frame_count} frames)"
 
-    def _open(self):
+    def _open(self) -> cv2.VideoCapture:
         cv2 = import_cv2()
         capture = cv2.VideoCapture(str(self.path))
         if not capture.isOpened():

@@ -13,7 +13,7 @@ NaN can never look good.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -166,7 +166,7 @@ class DepthMetricAccumulator:
                 key: self._image_sums[key] / self._image_counts[key] if self._image_counts[key] else None
                 for key in self.keys
             }
-        result = {key: float("nan") if metrics[key] is None else float(metrics[key]) for key in self.keys}
+        result = {key: _float_or_nan(metrics[key]) for key in self.keys}
         result["num_valid"] = int(self._totals["depth"][0])
         if self.edge_metrics:
             result["edge_num_valid"] = int(self._totals["edge"][0])
@@ -191,8 +191,9 @@ class DepthMetricAccumulator:
 
     def _add_image_metrics(self, metrics: Metrics) -> None:
         for key in self.keys:
-            if metrics[key] is not None:  # undefined for this image (e.g. no edges): not averaged
-                self._image_sums[key] += metrics[key]
+            value = metrics[key]
+            if value is not None:  # undefined for this image (e.g. no edges): not averaged
+                self._image_sums[key] += value
                 self._image_counts[key] += 1
 
 
@@ -256,7 +257,9 @@ def compute_edge_metrics(
     return {key: metrics[key] for key in EDGE_KEYS + ("edge_num_valid",)}
 
 
-def evaluate_all(pred: np.ndarray, gt: np.ndarray, mask: Optional[np.ndarray] = None, **options) -> Dict[str, float]:
+def evaluate_all(
+    pred: np.ndarray, gt: np.ndarray, mask: Optional[np.ndarray] = None, **options: Any
+) -> Dict[str, float]:
     """:func:`compute_depth_metrics` and :func:`compute_edge_metrics` in one pass, merged."""
     accumulator = DepthMetricAccumulator(edge_metrics=True, **options)
     accumulator.add(pred, gt, mask)
@@ -281,6 +284,10 @@ def format_metrics_table(rows: Mapping[str, Mapping[str, object]]) -> str:
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _float_or_nan(value: Optional[float]) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _format_value(value: object) -> str:

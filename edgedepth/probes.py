@@ -8,7 +8,7 @@ drive activations to their extremes, where FP16 overflows first.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
 
@@ -101,6 +101,6 @@ def probe_batches(
         yield name, probe_batch(name, spec, batch, size[0], size[1], seed=seed + index)
 
 
-def probe_dict(spec: ModelSpec, **kwargs) -> Dict[str, np.ndarray]:
+def probe_dict(spec: ModelSpec, **kwargs: Any) -> Dict[str, np.ndarray]:
     """:func:`probe_batches` as a dict."""
     return dict(probe_batches(spec, **kwargs))

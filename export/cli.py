@@ -52,7 +52,8 @@ def _add_onnx(commands) -> None:
     cmd.add_argument("--width", type=positive_int, help="input width (multiple of 32; default: training size)")
     cmd.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (multiples of 32)")
     cmd.add_argument("--batch", type=positive_int, default=1, help="static batch size (default 1)")
-    cmd.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}: TensorRT 8.5+)")
+    cmd.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                     help=f"ONNX opset (default {DEFAULT_OPSET}: TensorRT 8.5+)")
     cmd.add_argument("--fp16", action="store_true", help="write the FP16 graph (FP32 kept beside it as *.fp32.onnx)")
     cmd.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
 
@@ -82,7 +83,8 @@ def _add_engine(commands) -> None:
     cmd.add_argument("--calib-cache", help="INT8 calibration cache from depth-calib (TensorRT 8.x/10.x)")
     cmd.add_argument("--workspace", type=float, metavar="GiB", help="builder workspace limit in GiB")
     cmd.add_argument("--timing-cache", help="timing cache file: read when present, written after the build")
-    cmd.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson AGX Orin / Orin NX), GPU fallback on")
+    cmd.add_argument("--dla-core", type=int,
+                     help="build for this DLA core (Jetson AGX Orin / Orin NX), GPU fallback on")
     for bound in ("min", "opt", "max"):
         cmd.add_argument(f"--{bound}-shape", type=_shape, metavar="NxCxHxW", help=f"{bound} input shape (dynamic ONNX)")
     cmd.add_argument("--version-compatible", action="store_true", help="engine also runs on later TensorRT (8.6+)")
@@ -90,18 +92,23 @@ def _add_engine(commands) -> None:
         "--hardware-compatibility", default="none", choices=["none", "ampere+", "same-compute-capability"],
         help="engine runs on other GPUs of that class (desktop Ampere+; 8.6+)",
     )
-    cmd.add_argument("--cache-dir", help="reuse an identical engine built before (keyed by ONNX, TensorRT, GPU, options)")
+    cmd.add_argument("--cache-dir",
+                     help="reuse an identical engine built before (keyed by ONNX, TensorRT, GPU, options)")
 
 
 def _add_check(commands) -> None:
-    cmd = commands.add_parser("check", help="check an ONNX against a TensorRT generation's parser rules (no TensorRT needed)")
+    cmd = commands.add_parser(
+        "check", help="check an ONNX against a TensorRT generation's parser rules (no TensorRT needed)"
+    )
     cmd.add_argument("onnx", help="ONNX file (FP32, FP16 or Q/DQ INT8)")
     cmd.add_argument("--trt-version", nargs="+", metavar="V", type=trt_target,
-                     help="TensorRT version(s) to check for, e.g. 8.5 8.6 10.3 10.16 11 (default: the installed one, else 10)")
+                     help="TensorRT version(s) to check for, e.g. 8.5 8.6 10.3 10.16 11 "
+                          "(default: the installed one, else 10)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{onnx,fp16,engine,check,info}")
     _add_onnx(commands)

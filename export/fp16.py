@@ -159,12 +159,14 @@ def verify_fp16(fp16_bytes: bytes, fp32_source: PathLike, spec: ModelSpec, seed:
         probes = probe_batches(spec, batch=2 if spec.dynamic else 1, size=(height, width), seed=seed)
         agreements = compare_probes(probes, lambda batch: run_session(fp16_session, batch),
                                     lambda batch: run_session(fp32_session, batch), spec, budget, "the FP16 ONNX")
-        require(agreements, f"FP16 ONNX at {height}x{width}", "keep more nodes in FP32 (--data-max lower, --keep-fp32 NODE)")
+        require(agreements, f"FP16 ONNX at {height}x{width}",
+                "keep more nodes in FP32 (--data-max lower, --keep-fp32 NODE)")
         checks[f"fp16_vs_fp32_{height}x{width}"] = agreements
     return checks
 
 
-def _fp16_spec(spec: ModelSpec, source: PathLike, converter: str, fp32_nodes: Dict[str, str], data_max: float) -> ModelSpec:
+def _fp16_spec(spec: ModelSpec, source: PathLike, converter: str, fp32_nodes: Dict[str, str],
+               data_max: float) -> ModelSpec:
     provenance = dict(spec.provenance)
     provenance.update(
         precision="fp16",
@@ -209,7 +211,8 @@ def convert_to_fp16(
     ranges = activation_ranges(model, probes)
     fp32_nodes = select_fp32_nodes(model, ranges, head, data_max, keep_fp32)
     converter = converter_name(converter)
-    log(f"FP16: {len(fp32_nodes)} of {len(model.graph.node)} nodes stay FP32 (head: {len(head)}); converting with {converter}")
+    log(f"FP16: {len(fp32_nodes)} of {len(model.graph.node)} nodes stay FP32 (head: {len(head)}); "
+        f"converting with {converter}")
     converted = convert_graph(model, sorted(fp32_nodes), converter, data_max, probes)
     fp16_spec = _fp16_spec(spec, source, converter, fp32_nodes, data_max)
     onnx_info.set_spec(converted, fp16_spec)

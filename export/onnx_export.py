@@ -167,7 +167,9 @@ def simplify_graph(model) -> Tuple[object, Optional[str]]:
     try:
         slim = onnxslim.slim(model)
     except Exception as exc:  # a simplifier bug should not block an otherwise good export
-        warnings.warn(f"onnxslim failed ({type(exc).__name__}: {exc}); keeping the unsimplified graph")
+        warnings.warn(
+            f"onnxslim failed ({type(exc).__name__}: {exc}); keeping the unsimplified graph", stacklevel=1
+        )
         return model, None
     return slim, f"onnxslim {getattr(onnxslim, '__version__', '?')}"
 
@@ -259,7 +261,9 @@ def _check_request(spec: ModelSpec, height: int, width: int, batch: int, opset: 
     if batch < 1:
         raise ExportError(f"--batch {batch} is invalid: use a batch size of at least 1")
     if opset < MIN_OPSET:
-        raise ExportError(f"--opset {opset} is too old: use {MIN_OPSET} or newer ({DEFAULT_OPSET} suits TensorRT 8.5 to 11)")
+        raise ExportError(
+            f"--opset {opset} is too old: use {MIN_OPSET} or newer ({DEFAULT_OPSET} suits TensorRT 8.5 to 11)"
+        )
 
 
 def export_onnx(

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from edgedepth.errors import ExportError
 from edgedepth.spec import ModelSpec
+
+if TYPE_CHECKING:  # onnx is imported lazily (import_onnx); its types only annotate
+    from onnx import NodeProto
 
 #: ``onnx_precision`` results.
 PRECISION_KINDS = ("fp32", "fp16", "int8")
@@ -134,7 +137,7 @@ def set_spec(model, spec: ModelSpec) -> None:
         entry.key, entry.value = key, value
 
 
-def _producers(model) -> Dict[str, object]:
+def _producers(model) -> Dict[str, NodeProto]:
     return {out: node for node in model.graph.node for out in node.output if out}
 
 

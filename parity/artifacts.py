@@ -17,7 +17,9 @@ from edgedepth.io import sha256_file
 from edgedepth.spec import ModelSpec
 
 #: Spec fields that change the numbers a model sees or produces: a difference is an error.
-NUMERIC_SPEC_FIELDS = ("mean", "std", "color_order", "min_depth", "max_depth", "output_unit", "layout", "architecture", "arch_options")
+NUMERIC_SPEC_FIELDS = (
+    "mean", "std", "color_order", "min_depth", "max_depth", "output_unit", "layout", "architecture", "arch_options",
+)
 #: Spec fields that only trace where an artifact came from: a difference is a warning.
 PROVENANCE_FIELDS = ("config_hash",)
 
@@ -118,16 +120,16 @@ def describe_artifact(path: str, what: str = "candidate") -> Artifact:
 
     Raises ParityUsageError when the file is missing, of an unknown type, or carries no spec.
     """
-    path = Path(path)
-    _require_file(path, what)
+    file = Path(path)
+    _require_file(file, what)
     try:
-        kind = _backend_kind(path)
-        precision, spec, details = _FACTS[kind](path)
+        kind = _backend_kind(file)
+        precision, spec, details = _FACTS[kind](file)
     except ParityUsageError:
         raise
     except EdgeDepthError as exc:
-        raise ParityUsageError(f"{what} {path}: {exc}") from exc
-    return Artifact(path, kind, precision, spec, sha256_file(path), path.stat().st_size, details)
+        raise ParityUsageError(f"{what} {file}: {exc}") from exc
+    return Artifact(file, kind, precision, spec, sha256_file(file), file.stat().st_size, details)
 
 
 def _differs(field_name: str, ours: Any, theirs: Any) -> bool:
@@ -147,11 +149,14 @@ def spec_findings(candidate: Artifact, reference: Artifact) -> List[Finding]:
         ours, theirs = getattr(candidate.spec, name), getattr(reference.spec, name)
         if _differs(name, ours, theirs):
             findings.append(Finding("error", f"spec.{name} is {_text(ours)} but the checkpoint's is {_text(theirs)}: "
-                                             "the device would feed or read this model differently; re-export it", name))
+                                             "the device would feed or read this model differently; re-export it",
+                                    name))
     findings += _provenance_findings(candidate, reference)
     recorded = candidate.spec.provenance.get("precision")
     if recorded and candidate.kind == "onnxruntime" and recorded != candidate.precision:
-        findings.append(Finding("warning", f"metadata says precision {recorded!r} but the graph is {candidate.precision}"))
+        findings.append(Finding(
+            "warning", f"metadata says precision {recorded!r} but the graph is {candidate.precision}"
+        ))
     return findings
 
 
@@ -164,7 +169,8 @@ def _provenance_findings(candidate: Artifact, reference: Artifact) -> List[Findi
     source = candidate.spec.provenance.get("checkpoint_sha256")
     if source and source != reference.sha256:
         findings.append(Finding(
-            "warning", f"exported from a checkpoint with sha256 {str(source)[:12]}..., not this one ({reference.sha256[:12]}...)"
+            "warning",
+            f"exported from a checkpoint with sha256 {str(source)[:12]}..., not this one ({reference.sha256[:12]}...)",
         ))
     return findings
 

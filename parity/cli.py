@@ -34,22 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", required=True, help="the training checkpoint (.pt): the FP32 reference")
     parser.add_argument("--candidates", required=True, nargs="+", metavar="ARTIFACT",
-                        help="ONNX files (.onnx), TensorRT engines (.engine/.plan with their .json sidecar) or checkpoints")
+                        help="ONNX files (.onnx), TensorRT engines (.engine/.plan with their .json sidecar) "
+                             "or checkpoints")
     inputs = parser.add_argument_group("inputs (default: the built-in structured set)")
     source = inputs.add_mutually_exclusive_group()
-    source.add_argument("--images", metavar="SOURCE", help="folder, image, glob ('frames/*.png') or video, read as BGR by OpenCV")
-    source.add_argument("--gt-data", metavar="DATASET", help="dataset config (name or YAML) with depth: adds task metrics vs ground truth")
+    source.add_argument("--images", metavar="SOURCE",
+                        help="folder, image, glob ('frames/*.png') or video, read as BGR by OpenCV")
+    source.add_argument("--gt-data", metavar="DATASET",
+                        help="dataset config (name or YAML) with depth: adds task metrics vs ground truth")
     inputs.add_argument("--split", help="dataset split for --gt-data (default: the config's evaluation split)")
     inputs.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
                         help=f"evenly spaced images taken from --images/--gt-data (default {DEFAULT_MAX_IMAGES})")
-    parser.add_argument("--budget", metavar="FILE.yaml", help="budget overrides per precision (see configs/budgets/default.yaml)")
-    parser.add_argument("--report-dir", default="parity-report", help="where report.json, report.md and pictures/ go (default parity-report)")
+    parser.add_argument("--budget", metavar="FILE.yaml",
+                        help="budget overrides per precision (see configs/budgets/default.yaml)")
+    parser.add_argument("--report-dir", default="parity-report",
+                        help="where report.json, report.md and pictures/ go (default parity-report)")
     parser.add_argument("--no-pictures", dest="pictures", action="store_false", help="skip the PNG pictures")
     run = parser.add_argument_group("execution")
     run.add_argument("--reference-device", choices=REFERENCE_DEVICES, default="cpu",
-                     help="where the PyTorch reference runs (default cpu: exact FP32 everywhere; cuda runs with TF32 off)")
+                     help="where the PyTorch reference runs "
+                          "(default cpu: exact FP32 everywhere; cuda runs with TF32 off)")
     run.add_argument("--ort-provider", dest="ort_providers", action="append", metavar="PROVIDER",
-                     help="ONNX Runtime provider for ONNX candidates, e.g. CPUExecutionProvider (repeatable; default: best available)")
+                     help="ONNX Runtime provider for ONNX candidates, e.g. CPUExecutionProvider "
+                          "(repeatable; default: best available)")
     run.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime")
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser

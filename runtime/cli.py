@@ -50,7 +50,8 @@ def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--camera", help="0 or /dev/video0 (V4L2), csi://0 (Jetson CSI), rtsp://..., or a GStreamer pipeline")
+    where.add_argument("--camera",
+                       help="0 or /dev/video0 (V4L2), csi://0 (Jetson CSI), rtsp://..., or a GStreamer pipeline")
     where.add_argument("--input", help="video file, image, folder or glob of images, or any --camera address")
     add = parser.add_argument_group("capture").add_argument
     add("--camera-size", type=_size, help="capture size WIDTHxHEIGHT (V4L2, CSI; CSI default 1280x720)")
@@ -70,7 +71,8 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     add("--save-depth", metavar="DIR", help="write raw metric depth per frame into DIR")
     add("--depth-format", choices=DEPTH_FORMATS, default="png", help="png: uint16 millimetres; npy: float32 metres")
     add("--colormap", choices=COLORMAPS, default="turbo")
-    add("--depth-range", nargs=2, type=float, metavar=("MIN", "MAX"), help="colour range in metres (default: the model's)")
+    add("--depth-range", nargs=2, type=float, metavar=("MIN", "MAX"),
+        help="colour range in metres (default: the model's)")
     add("--no-overlay", action="store_true", help="no FPS/latency text on the view")
     add("--max-frames", type=positive_int, help="stop after this many frames")
     add("--stats-json", metavar="FILE", help="write frame counts, fps and per-stage timings here")
@@ -131,7 +133,8 @@ def _make_outputs(args: argparse.Namespace, source: Source) -> Outputs:
     if _want_window(args.no_display):
         outputs.window = WindowSink("depth-run (q/Esc quits)")
     if args.output:
-        outputs.video = VideoSink(args.output, fps=args.output_fps or source.fps or 30.0, fourcc=_fourcc_for(args.output))
+        outputs.video = VideoSink(args.output, fps=args.output_fps or source.fps or 30.0,
+                                  fourcc=_fourcc_for(args.output))
     if args.save_depth:
         outputs.depth = DepthWriter(args.save_depth, args.depth_format)
     return outputs

@@ -103,7 +103,8 @@ class OnnxRuntimeBackend(Backend):
         step = self._batch_dim or batch.shape[0]
         if batch.shape[0] % step:
             raise BackendError(
-                f"{self.model_path} has a fixed batch of {step}; got {batch.shape[0]} images. Export with a dynamic batch"
+                f"{self.model_path} has a fixed batch of {step}; got {batch.shape[0]} images. "
+                "Export with a dynamic batch"
             )
         # A fixed-batch model still serves bigger batches, one model batch at a time.
         parts = [self._run_one(batch[start : start + step]) for start in range(0, batch.shape[0], step)]

@@ -121,7 +121,8 @@ class _StageError:
 class DepthPipeline:
     """Runs ``source`` through ``backend`` into ``outputs``; :meth:`run` returns a RunResult."""
 
-    def __init__(self, source: Source, backend: Backend, outputs: Outputs, options: Optional[PipelineOptions] = None) -> None:
+    def __init__(self, source: Source, backend: Backend, outputs: Outputs,
+                 options: Optional[PipelineOptions] = None) -> None:
         self.source = source
         self.backend = backend
         self.outputs = outputs
@@ -241,6 +242,7 @@ class DepthPipeline:
     def _finish(self, item: _Item) -> bool:
         """Postprocess and render one frame; False when the user quit."""
         start = time.perf_counter()
+        assert item.depth is not None, "the inferer sets depth before it queues an item for rendering"
         depth = np.array(item.depth[0, 0], dtype=np.float32)  # own copy: backends may reuse buffers
         colour = colorize_depth(depth, *self.depth_range, self.options.colormap) if self.outputs.needs_view else None
         postprocessed = time.perf_counter()
@@ -275,7 +277,8 @@ class DepthPipeline:
 
     def _note_size_change(self, size: Tuple[int, int]) -> None:
         if self._last_size is not None and size != self._last_size:
-            LOG.warning("frame size changed from %sx%s to %sx%s", self._last_size[1], self._last_size[0], size[1], size[0])
+            LOG.warning("frame size changed from %sx%s to %sx%s",
+                        self._last_size[1], self._last_size[0], size[1], size[0])
         self._last_size = size
 
     def _count(self, frame: Frame, done: float) -> None:

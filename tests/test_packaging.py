@@ -45,8 +45,8 @@ def test_wheel_holds_every_subpackage_and_config(wheel):
         assert f"edgedepth/configs/{config}.yaml" in names
     assert "edgedepth/configs/budgets/default.yaml" in names
     assert "edgedepth/export/data/tensorrt_onnx_operators.json" in names  # the conformance check's tables
-    assert not any(name.startswith(("training/", "export/", "calib/", "runtime/", "parity/", "tests/")) for name in names), \
-        "stage folders are mapped, not top level"
+    top_level = ("training/", "export/", "calib/", "runtime/", "parity/", "tests/")
+    assert not any(name.startswith(top_level) for name in names), "stage folders are mapped, not top level"
 
 
 @pytest.mark.slow
@@ -82,15 +82,20 @@ def _device_imports(path: Path) -> list:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__"):
+        elif isinstance(node, ast.Call) and _called_name(node) in ("import_module", "__import__"):
             names = [arg.value for arg in node.args[:1] if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
         found += [(node.lineno, name) for name in names if name.split(".")[0] in DEVICE_MODULES]
     return found
 
 
+def _called_name(call) -> str:
+    """``f`` of ``f(...)`` or ``m.f(...)``."""
+    return getattr(call.func, "attr", getattr(call.func, "id", ""))
+
+
 def test_exactly_one_module_imports_tensorrt_pycuda_or_cuda():
-    sources = [path for folder in ("edgedepth", "export", "runtime", "calib", "training", "tests", "benchmarks", "scripts")
-               for path in (REPO / folder).rglob("*.py")]
+    folders = ("edgedepth", "export", "runtime", "calib", "training", "tests", "benchmarks", "scripts")
+    sources = [path for folder in folders for path in (REPO / folder).rglob("*.py")]
     offenders = {str(path.relative_to(REPO)): _device_imports(path) for path in sources}
     offenders = {path: lines for path, lines in offenders.items() if lines}
     assert set(offenders) == {"edgedepth/trt/imports.py"}, offenders
@@ -126,5 +131,6 @@ def test_the_device_package_imports_no_device_module_until_asked():
 def test_umbrella_command_reports_version():
     from edgedepth import __version__
 
-    result = subprocess.run([sys.executable, "-m", "edgedepth.cli", "--version"], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-m", "edgedepth.cli", "--version"],
+                            capture_output=True, text=True, check=True)
     assert result.stdout.strip() == f"edgedepth {__version__}"

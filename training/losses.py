@@ -314,7 +314,9 @@ class DepthLoss(nn.Module):
         if self.grad is not None:
             values["grad"], per_scale = self.grad(pred, target, valid_mask)
             values.update({f"grad/{key}": value for key, value in per_scale.items()})
-        total = sum(self.weights[name] * values[name] for name in ("ssi", "silog", "grad") if name in values)
+        # At least one term: check_loss_weights refuses all-zero weights.
+        terms = [self.weights[name] * values[name] for name in ("ssi", "silog", "grad") if name in values]
+        total = sum(terms[1:], terms[0])
         values["total"] = total
         # One stack + tolist: a single device sync for all logged numbers.
         floats = torch.stack([v.detach().float() for v in values.values()]).tolist()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edgedepth.calib import legacy
-from edgedepth.trt import imports
 from edgedepth.calib.cli import main
 from edgedepth.calib.quantizers import OrtQuantizer
+from edgedepth.trt import imports
 
 from calib_helpers import build_small_depth_onnx, moving_frames
 
@@ -45,7 +45,8 @@ def test_usage_errors_exit_2(argv, capsys):
 
 
 def test_missing_onnx_is_a_one_line_failure(tmp_path, capsys):
-    assert main(["--onnx", str(tmp_path / "none.onnx"), "--data", str(tmp_path), "--output", str(tmp_path / "o.onnx")]) == 1
+    argv = ["--onnx", str(tmp_path / "none.onnx"), "--data", str(tmp_path), "--output", str(tmp_path / "o.onnx")]
+    assert main(argv) == 1
     line = _error_line(capsys)
     assert line.startswith("depth-calib: error:") and "none.onnx" in line and "depth-export onnx" in line
 
@@ -87,8 +88,8 @@ def test_cache_only_run_calibrates_tensorrt_with_the_same_images_and_keeps_the_h
 
     def fake_write(onnx, calibration, cache, method, batch_size, details):
         calls.update(calibration=calibration, method=method, batch=batch_size, details=details)
-        return {"path": str(cache), "key_file": str(cache) + ".json", "reused": False, "algorithm": "IInt8MinMaxCalibrator",
-                "tensorrt": "8.6.1", "key": {}, "batches": len(calibration)}
+        return {"path": str(cache), "key_file": str(cache) + ".json", "reused": False,
+                "algorithm": "IInt8MinMaxCalibrator", "tensorrt": "8.6.1", "key": {}, "batches": len(calibration)}
 
     monkeypatch.setattr(imports, "tensorrt_installed", lambda: True)
     monkeypatch.setattr(legacy, "write_tensorrt_cache", fake_write)
@@ -104,6 +105,7 @@ def test_cache_only_run_calibrates_tensorrt_with_the_same_images_and_keeps_the_h
 def test_percentile_has_no_tensorrt_calibrator(small, tmp_path, monkeypatch, capsys):
     onnx_path, folder = small
     monkeypatch.setattr(imports, "tensorrt_installed", lambda: True)
-    argv = ["--onnx", str(onnx_path), "--data", str(folder), "--cache", str(tmp_path / "m.calib"), "--method", "percentile"]
+    argv = ["--onnx", str(onnx_path), "--data", str(folder), "--cache", str(tmp_path / "m.calib"),
+            "--method", "percentile"]
     assert main(argv) == 1
     assert "use --method minmax or entropy for --cache" in _error_line(capsys)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edgedepth.calib import legacy
+from edgedepth.calib.calibration_set import calibration_batches
 from edgedepth.calib.errors import CalibrationCacheError, CalibrationError
 from edgedepth.errors import DeviceError
-from edgedepth.calib.calibration_set import calibration_batches
 from edgedepth.spec import ModelSpec
 
 from calib_helpers import build_small_depth_onnx, moving_frames
@@ -29,7 +29,8 @@ def test_cache_key_covers_model_preprocessing_shape_and_algorithm(small_onnx, tm
     assert key.input_shape == (2, 3, 32, 32) and key.algorithm == "minmax" and len(key.model_sha256) == 64
     other = build_small_depth_onnx(tmp_path / "other.onnx", seed=1)
     assert legacy.cache_key(other, SPEC, 2, "minmax").model_sha256 != key.model_sha256
-    assert legacy.cache_key(small_onnx, SPEC.replace(std=(0.5, 0.5, 0.5)), 2, "minmax").preprocess_hash != key.preprocess_hash
+    other_std = SPEC.replace(std=(0.5, 0.5, 0.5))
+    assert legacy.cache_key(small_onnx, other_std, 2, "minmax").preprocess_hash != key.preprocess_hash
     with pytest.raises(CalibrationError, match="minmax or entropy"):
         legacy.cache_key(small_onnx, SPEC, 1, "percentile")
 
@@ -245,6 +246,7 @@ def test_depth_export_builds_int8_from_the_cache_with_the_kept_nodes_pinned(smal
     result = build_engine(str(small_onnx), str(tmp_path / "m.int8.engine"), precision="int8", calib_cache=str(cache),
                           log=lambda message: None)
     options = result.sidecar.build_options
-    assert set(kept) <= set(options.fp32_nodes) and options.calibration_cache_sha256 and options.unquantized_precision == "fp16"
+    assert set(kept) <= set(options.fp32_nodes) and options.calibration_cache_sha256
+    assert options.unquantized_precision == "fp16"
     with open_backend(str(result.path)) as backend:
         assert np.isfinite(backend.infer(data[:1])).all()

@@ -12,13 +12,13 @@ import pytest
 from onnx import numpy_helper
 
 from edgedepth.calib import qdq, quantizers
-from edgedepth.calib.cli import main
 from edgedepth.calib.calibration_set import build_calibration_set
+from edgedepth.calib.cli import main
 from edgedepth.calib.errors import CalibrationError
 from edgedepth.export import onnx_info
-from edgedepth.onnxrt import cpu_session, run_session
 from edgedepth.io import sha256_file
 from edgedepth.metrics import compute_depth_metrics
+from edgedepth.onnxrt import cpu_session, run_session
 
 HAS_MODELOPT = importlib.util.find_spec("modelopt") is not None
 
@@ -63,7 +63,8 @@ def _check_published(model, output: Path, quantizer: str) -> dict:
     assert provenance["source_onnx_sha256"] == sha256_file(model.onnx)
     assert provenance["int8_figures"]["abs_rel"] == report["figures"]["abs_rel"]
     assert _independent_abs_rel(model.onnx, output, model.images) <= 0.01
-    assert output.with_name(output.name.replace(".onnx", ".report.md")).read_text().startswith("# INT8 calibration report: PASSED")
+    markdown = output.with_name(output.name.replace(".onnx", ".report.md")).read_text()
+    assert markdown.startswith("# INT8 calibration report: PASSED")
     return report
 
 
@@ -199,7 +200,8 @@ def test_a_budget_plain_quantization_misses_is_met_by_the_fallback(trained_model
     assert main(args) == 0, capsys.readouterr().err
     report = _report(output)
     assert report["status"] == "passed" and report["figures"]["abs_rel"] <= initial * 0.85
-    fallback_nodes = [item["node"] for item in report["kept_in_higher_precision"] if item["reason"].startswith("fallback")]
+    fallback_nodes = [item["node"] for item in report["kept_in_higher_precision"]
+                      if item["reason"].startswith("fallback")]
     assert 1 <= len(fallback_nodes) == len(report["fallback"]["steps"])
     assert report["fallback"]["steps"][-1]["passed"] and report["initial_figures"]["abs_rel"] == pytest.approx(initial)
     _assert_float_inputs(onnx.load(str(output)), fallback_nodes)

@@ -64,7 +64,8 @@ def test_tensorrt_target_keeps_biases_float_and_weights_float_behind_a_qdq_pair(
     inits = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     writers = {out: node for node in model.graph.node for out in node.output}
     dequantized = [node.input[0] for node in model.graph.node if node.op_type == "DequantizeLinear"]
-    assert dequantized and all(writers[name].op_type == "QuantizeLinear" for name in dequantized)  # no INT8/INT32 constants
+    # No INT8/INT32 constants: every DequantizeLinear reads a QuantizeLinear.
+    assert dequantized and all(writers[name].op_type == "QuantizeLinear" for name in dequantized)
     convs = [node for node in model.graph.node if node.op_type == "Conv"]
     assert all(inits[node.input[2]].dtype == np.float32 for node in convs)  # biases stay float
     weights = [writers[writers[node.input[1]].input[0]].input[0] for node in convs if node.input[1] in writers]

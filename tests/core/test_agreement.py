@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgedepth.budget import Budget
 from edgedepth.agreement import FIGURES, ComparisonAccumulator, ErrorHistogram, compare_depth
+from edgedepth.budget import Budget
 
 
 def _reference(seed: int = 0) -> np.ndarray:

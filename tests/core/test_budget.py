@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from edgedepth.errors import ConfigError
 from edgedepth.agreement import Check, deciding_check
-from edgedepth.budget import PRECISIONS, Budget, load_budget, load_budgets
+from edgedepth.budget import PRECISIONS, load_budget, load_budgets
+from edgedepth.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "budgets" / "default.yaml"
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from edgedepth.spec import ModelSpec
+
 from export_testing import SPEC
 
 

@@ -28,13 +28,18 @@ def _value(name: str, elem: int = TensorProto.FLOAT, shape=(1, 8, 4, 4)):
     return helper.make_tensor_value_info(name, elem, list(shape))
 
 
-def qdq_conv(weight_axis: int = 0, zero: Optional[np.ndarray] = np.int8(0), zero_in_q: bool = True, act_scale=(0.05,),
+INT8_ZERO = np.int8(0)
+
+
+def qdq_conv(weight_axis: int = 0, zero: Optional[np.ndarray] = INT8_ZERO, zero_in_q: bool = True, act_scale=(0.05,),
              weight_scales: int = 8, opset: int = 17, bias_int32: bool = False, weight_type=TensorProto.INT8):
     """input -> Q -> DQ -> Conv(DQ(INT8 weight), bias) -> depth: a per-channel weight Q/DQ graph with
     every quantity a rule looks at exposed as a parameter."""
     rng = np.random.default_rng(0)
     init = [
-        numpy_helper.from_array(np.array(act_scale, np.float32).reshape(-1) if len(act_scale) > 1 else np.float32(act_scale[0]), "a_scale"),
+        numpy_helper.from_array(
+            np.array(act_scale, np.float32).reshape(-1) if len(act_scale) > 1 else np.float32(act_scale[0]), "a_scale"
+        ),
         numpy_helper.from_array(rng.integers(-127, 127, (8, 8, 3, 3)).astype(np.int8), "w_q"),
         numpy_helper.from_array(np.full(weight_scales, 0.01, np.float32), "w_scale"),
         numpy_helper.from_array(np.zeros(8, np.int8), "w_zero"),
@@ -53,7 +58,8 @@ def qdq_conv(weight_axis: int = 0, zero: Optional[np.ndarray] = np.int8(0), zero
     ]
     bias = "bias"
     if bias_int32:
-        init += [numpy_helper.from_array(np.zeros(8, np.int32), "b_q"), numpy_helper.from_array(np.full(8, 5e-4, np.float32), "b_scale"),
+        init += [numpy_helper.from_array(np.zeros(8, np.int32), "b_q"),
+                 numpy_helper.from_array(np.full(8, 5e-4, np.float32), "b_scale"),
                  numpy_helper.from_array(np.zeros(8, np.int32), "b_zero")]
         nodes.append(helper.make_node("DequantizeLinear", ["b_q", "b_scale", "b_zero"], ["b"], name="bias_DQ", axis=0))
         bias = "b"
@@ -92,13 +98,16 @@ def test_fp8_dequantize_only_from_10(version, refused):
 @pytest.mark.parametrize("version, refused", [("8.5", True), ("8.6", True), ("10.3", False), ("11", False)])
 def test_missing_zero_points_are_refused_on_8x_only(version, refused):
     found = rules(qdq_conv(zero=None), version)
-    assert (found == ["input_Q: QuantizeLinear without a zero point", "input_DQ: DequantizeLinear without a zero point"]) is refused
+    missing = ["input_Q: QuantizeLinear without a zero point", "input_DQ: DequantizeLinear without a zero point"]
+    assert (found == missing) is refused
     assert (found == []) is not refused
 
 
 @pytest.mark.parametrize("version", ALL)
 def test_nonzero_and_uint8_zero_points_are_refused_everywhere(version):
-    assert rules(qdq_conv(zero=np.int8(3)), version) == ["input_Q: QuantizeLinear zero point 3", "input_DQ: DequantizeLinear zero point 3"]
+    assert rules(qdq_conv(zero=np.int8(3)), version) == [
+        "input_Q: QuantizeLinear zero point 3", "input_DQ: DequantizeLinear zero point 3"
+    ]
     uint8 = rules(qdq_conv(zero=np.uint8(128)), version)
     assert uint8 and all("UINT8" in rule for rule in uint8)
 
@@ -122,7 +131,8 @@ def test_nonpositive_and_computed_scales_or_zero_points_are_refused():
 def _single(op: str, elem=TensorProto.FLOAT, domain: str = "", opset: int = 17, **attributes):
     node = helper.make_node(op, ["input"], ["depth"], name=f"the_{op}", domain=domain, **attributes)
     imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    model = helper.make_model(helper.make_graph([node], "one", [_value("input", elem)], [_value("depth", elem)]), opset_imports=imports)
+    graph = helper.make_graph([node], "one", [_value("input", elem)], [_value("depth", elem)])
+    model = helper.make_model(graph, opset_imports=imports)
     model.ir_version = 8
     return model
 
@@ -131,7 +141,9 @@ def test_operators_a_parser_does_not_support_are_named():
     assert rules(_single("Bernoulli"), "10.3") == ["the_Bernoulli: operator Bernoulli"]
     assert rules(_single("Gelu", opset=20), "8.6")[-1] == "the_Gelu: operator Gelu"  # no Gelu row before 10
     assert rules(_single("Gelu", opset=20), "10.16") == []
-    assert rules(_single("QLinearSigmoid", domain="com.microsoft"), "11") == ["the_QLinearSigmoid: operator com.microsoft::QLinearSigmoid"]
+    assert rules(_single("QLinearSigmoid", domain="com.microsoft"), "11") == [
+        "the_QLinearSigmoid: operator com.microsoft::QLinearSigmoid"
+    ]
 
 
 def test_type_limits_come_from_the_generations_table():
@@ -169,7 +181,8 @@ def test_check_prints_one_line_per_violation_and_exits_1(tmp_path, capsys):
     assert export_main(["check", str(path), "--trt-version", "8.6"]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith(f"{path}: TensorRT 8.6: ") for line in lines)
-    assert "(model): opset 19: TensorRT 8.6 parses up to opset 17; fix: re-run `depth-calib --trt-version 8.6`" in lines[0]
+    expected = "(model): opset 19: TensorRT 8.6 parses up to opset 17; fix: re-run `depth-calib --trt-version 8.6`"
+    assert expected in lines[0]
     assert all("; fix: " in line for line in lines)
 
 

@@ -86,6 +86,7 @@ def test_engine_path_imports_neither_torch_nor_opencv():
     import subprocess
     import sys
 
-    code = "import sys, edgedepth.export.cli, edgedepth.export.trt_build; print('torch' in sys.modules, 'cv2' in sys.modules)"
+    code = ("import sys, edgedepth.export.cli, edgedepth.export.trt_build;"
+            " print('torch' in sys.modules, 'cv2' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]

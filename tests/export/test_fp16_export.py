@@ -6,15 +6,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edgedepth.agreement import compare_depth
 from edgedepth.errors import ExportError
-from edgedepth.io import sha256_file
-from edgedepth.spec import ModelSpec
 from edgedepth.export import onnx_info
 from edgedepth.export.fp16 import convert_to_fp16
 from edgedepth.export.fp16_converters import CONVERTERS, converter_available
-from edgedepth.probes import probe_batches
-from edgedepth.agreement import compare_depth
+from edgedepth.io import sha256_file
 from edgedepth.onnxrt import cpu_session, run_session
+from edgedepth.probes import probe_batches
+from edgedepth.spec import ModelSpec
 
 from export_testing import SPEC
 

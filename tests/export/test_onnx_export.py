@@ -4,16 +4,17 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+
 torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
+from edgedepth.budget import Budget
 from edgedepth.errors import ExportError, SpecError
-from edgedepth.io import sha256_file
-from edgedepth.export.onnx_info import read_spec
 from edgedepth.export import onnx_export
 from edgedepth.export.onnx_export import export_onnx, fp32_companion_path, trace_to_onnx, unsupported_op_from_error
-from edgedepth.probes import probe_batch
-from edgedepth.budget import Budget
+from edgedepth.export.onnx_info import read_spec
+from edgedepth.io import sha256_file
 from edgedepth.onnxrt import cpu_session, run_session
+from edgedepth.probes import probe_batch
 
 from export_testing import SPEC
 
@@ -111,7 +112,8 @@ def test_data_dependent_control_flow_is_refused_with_its_location(tmp_path):
 
 
 def test_op_name_extraction_from_torch_messages():
-    assert unsupported_op_from_error("Exporting the operator 'aten::fft_fft2' to ONNX opset version 17 is not supported") == "aten::fft_fft2"
+    message = "Exporting the operator 'aten::fft_fft2' to ONNX opset version 17 is not supported"
+    assert unsupported_op_from_error(message) == "aten::fft_fft2"
     assert unsupported_op_from_error("Unsupported: ONNX export of operator aten::cummax, ...") == "aten::cummax"
     assert unsupported_op_from_error("something else went wrong") is None
 

@@ -64,7 +64,8 @@ def _train(work: Path, synthetic_cache: Path, target: Path) -> None:
     from edgedepth.training.config import config_to_dict, load_config
     from edgedepth.training.trainer import Trainer
 
-    cfg = load_config("demo", TRAIN_OVERRIDES + [f"data.synthetic.cache_dir={synthetic_cache}", f"train.output_dir={work}"])
+    overrides = TRAIN_OVERRIDES + [f"data.synthetic.cache_dir={synthetic_cache}", f"train.output_dir={work}"]
+    cfg = load_config("demo", overrides)
     trainer = Trainer(cfg)
     trainer.train()
     model, spec = load_checkpoint(work / "checkpoints" / "last.pt")
@@ -146,7 +147,8 @@ def damaged(artifacts, tmp_path_factory) -> Dict[str, Path]:
     folder = tmp_path_factory.mktemp("damaged")
     return {
         "perturbed": perturb_weights(artifacts["fp32"], folder / "perturbed.onnx"),
-        "wrong_norm": rewrite_spec(artifacts["fp32"], folder / "wrong_norm.onnx", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        "wrong_norm": rewrite_spec(artifacts["fp32"], folder / "wrong_norm.onnx",
+                                   mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     }
 
 

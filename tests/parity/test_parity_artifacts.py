@@ -10,7 +10,8 @@ from edgedepth.parity.artifacts import ParityUsageError, describe_artifact, feed
 
 
 def test_precision_comes_from_the_graph_not_the_file_name(artifacts, tmp_path):
-    misnamed = {"fp32": tmp_path / "model.int8.onnx", "fp16": tmp_path / "model.fp32.onnx", "int8": tmp_path / "model.fp16.onnx"}
+    misnamed = {"fp32": tmp_path / "model.int8.onnx", "fp16": tmp_path / "model.fp32.onnx",
+                "int8": tmp_path / "model.fp16.onnx"}
     for precision, target in misnamed.items():
         shutil.copyfile(artifacts[precision], target)
         assert describe_artifact(str(target)).precision == precision
@@ -24,8 +25,9 @@ def test_engine_precision_and_spec_come_from_its_sidecar(artifacts, tmp_path):
     engine = tmp_path / "model.fp16.engine"  # the name says fp16; the sidecar says int8
     engine.write_bytes(b"not a real plan: describe_artifact never deserialises it")
     spec = read_spec(artifacts["int8"])
-    sidecar = EngineSidecar(spec, "10.3.0", "10", GpuInfo("Orin", "8.7"), "int8", {"input": {"static": [1, 3, 64, 96]}},
-                            {"name": artifacts["int8"].name, "sha256": "0" * 64}, BuildOptions("int8"), 12.0, "1" * 64, "key")
+    sidecar = EngineSidecar(spec, "10.3.0", "10", GpuInfo("Orin", "8.7"), "int8",
+                            {"input": {"static": [1, 3, 64, 96]}}, {"name": artifacts["int8"].name, "sha256": "0" * 64},
+                            BuildOptions("int8"), 12.0, "1" * 64, "key")
     write_sidecar(engine, sidecar)
     described = describe_artifact(str(engine))
     assert (described.kind, described.precision) == ("tensorrt", "int8")
@@ -67,7 +69,8 @@ def test_a_candidate_from_another_checkpoint_is_a_warning(tiny_checkpoint, artif
 
 def test_dynamic_candidates_are_fed_at_the_reference_size(tiny_checkpoint, artifacts, spec_rewriter, tmp_path):
     reference = describe_artifact(str(tiny_checkpoint), "checkpoint")
-    dynamic = describe_artifact(str(spec_rewriter(artifacts["fp32"], tmp_path / "d.onnx", dynamic=True, height=320, width=320)))
+    rewritten = spec_rewriter(artifacts["fp32"], tmp_path / "d.onnx", dynamic=True, height=320, width=320)
+    dynamic = describe_artifact(str(rewritten))
     fed = feed_spec(dynamic, reference)
     assert (fed.height, fed.width) == (64, 96) and np.allclose(fed.mean, dynamic.spec.mean)
     static = describe_artifact(str(spec_rewriter(artifacts["fp32"], tmp_path / "s.onnx", height=96, width=96)))

@@ -109,14 +109,16 @@ def test_deciding_figure_names_the_worst_input(full_run):
     check = perturbed["deciding_check"]
     worst = max(perturbed["per_input"], key=lambda row: row["max_abs_error"])
     assert check["worst_input"] == worst["name"]
-    assert math.isclose(check["worst_value"], worst["max_abs_error"]) and check["value"] == perturbed["figures"]["max_abs_error"]
+    assert math.isclose(check["worst_value"], worst["max_abs_error"])
+    assert check["value"] == perturbed["figures"]["max_abs_error"]
 
 
 def test_ground_truth_adds_task_metrics_and_their_change(parity_cli, tiny_checkpoint, artifacts, tmp_path):
     config = tmp_path / "gt.yaml"
-    config.write_text("data: {dataset: synthetic, height: 64, width: 96, synthetic: {num_train: 4, num_val: 6, cache_dir: ''}}\n")
-    run = parity_cli(["--checkpoint", str(tiny_checkpoint), "--candidates", str(artifacts["int8"]), "--gt-data", str(config)],
-                     tmp_path / "report")
+    config.write_text("data: {dataset: synthetic, height: 64, width: 96,"
+                      " synthetic: {num_train: 4, num_val: 6, cache_dir: ''}}\n")
+    run = parity_cli(["--checkpoint", str(tiny_checkpoint), "--candidates", str(artifacts["int8"]),
+                      "--gt-data", str(config)], tmp_path / "report")
     assert run.code == 0, run.stderr + run.stdout
     report = run.report
     assert report["inputs"]["ground_truth"] and report["inputs"]["count"] == 6
@@ -131,7 +133,8 @@ def test_images_from_a_glob_are_sampled_evenly(parity_cli, tiny_checkpoint, arti
     run = parity_cli(["--checkpoint", str(tiny_checkpoint), "--candidates", str(artifacts["fp32"]),
                       "--images", str(frames / "*.png"), "--max-images", "3"], tmp_path / "report")
     assert run.code == 0, run.stderr
-    assert [row["name"] for row in run.report["candidates"][0]["per_input"]] == ["room_000.png", "room_002.png", "room_004.png"]
+    names = [row["name"] for row in run.report["candidates"][0]["per_input"]]
+    assert names == ["room_000.png", "room_002.png", "room_004.png"]
 
 
 @pytest.mark.parametrize("case", ["missing_candidate", "unknown_budget_key", "other_input_size"])
@@ -148,7 +151,8 @@ def test_usage_errors_exit_2_with_one_line(case, parity_cli, tiny_checkpoint, ar
     assert run.code == 2
     message = run.stderr.strip()
     assert len(message.splitlines()) == 1 and message.startswith("depth-parity: error:")
-    expected = {"missing_candidate": "nope.onnx", "unknown_budget_key": "'abs_rell'", "other_input_size": "128x160"}[case]
+    expected = {"missing_candidate": "nope.onnx", "unknown_budget_key": "'abs_rell'",
+                "other_input_size": "128x160"}[case]
     assert expected in message
     assert not (tmp_path / "report" / "report.json").exists()
 
@@ -159,7 +163,8 @@ def test_tensorrt_engines_pass_their_budgets(parity_cli, tiny_checkpoint, artifa
     from edgedepth.export.trt_build import build_engine
 
     quiet = lambda message: None  # noqa: E731
-    engines = [build_engine(str(artifacts[precision]), str(tmp_path / f"model.{precision}.engine"), precision=precision, log=quiet).path
+    engines = [build_engine(str(artifacts[precision]), str(tmp_path / f"model.{precision}.engine"),
+                            precision=precision, log=quiet).path
                for precision in ("fp32", "fp16", "int8")]
     run = parity_cli(["--checkpoint", str(tiny_checkpoint), "--candidates", *map(str, engines)], tmp_path / "report")
     assert run.code == 0, run.stdout + run.stderr

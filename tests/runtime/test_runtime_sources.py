@@ -422,7 +422,7 @@ def test_unreachable_stream_error_hides_the_password():
     assert "hunter2" not in str(info.value) and "within 1 s" in str(info.value)
 
 
-# --- GStreamer / CSI ----------------------------------------------------------------------------------------------------
+# --- GStreamer / CSI --------------------------------------------------------------------------------------------------
 
 
 def test_csi_pipeline_string():
@@ -460,9 +460,11 @@ def test_csi_without_gstreamer_says_how_to_fix_the_install():
     assert "pip uninstall opencv-python" in message and "runtime-jetson" in message and cv2.__file__ in message
 
 
-@pytest.mark.skipif(not gstreamer_available(), reason="this OpenCV was built without GStreamer (pip wheels never have it)")
+@pytest.mark.skipif(not gstreamer_available(),
+                    reason="this OpenCV was built without GStreamer (pip wheels never have it)")
 def test_gstreamer_pipeline_delivers_frames_through_the_capture_thread():
-    pipeline = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240 ! videoconvert ! appsink drop=true max-buffers=1 sync=false"
+    pipeline = ("videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240 ! videoconvert"
+                " ! appsink drop=true max-buffers=1 sync=false")
     source = LiveSource(lambda: open_gstreamer(pipeline, "videotestsrc"), "videotestsrc",
                         reconnect=ReconnectPolicy(attempts=0), frame_timeout_s=5.0)
     try:

@@ -3,6 +3,8 @@ import pytest
 
 pytest.importorskip("torch", reason="needs torch (the train extra): edgedepth.training imports it")
 
+from omegaconf.errors import ReadonlyConfigError
+
 from edgedepth.errors import ConfigError
 from edgedepth.training.config import (
     config_hash,
@@ -100,7 +102,7 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
 
 def test_config_is_read_only():
     cfg = load_config()
-    with pytest.raises(Exception):
+    with pytest.raises(ReadonlyConfigError):
         cfg.train.steps = 3
 
 

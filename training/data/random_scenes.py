@@ -52,7 +52,7 @@ def _range_pair(values: Sequence[float], name: str, lowest: float, highest: floa
             f"data.synthetic.{name}={list(values)} is invalid: expected [low, high] with "
             f"{lowest:g} <= low <= high <= {highest:g} {unit} (equal values fix it)"
         )
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 #: Per surface role: texture kinds to draw from and the log-uniform range of pattern periods (m).
@@ -64,7 +64,7 @@ _SURFACE_STYLES: Dict[str, Tuple[Tuple[str, ...], Tuple[float, float]]] = {
 }
 
 
-def _vec(values: Sequence[float]) -> Vec3:
+def _vec(values: Union[Sequence[float], np.ndarray]) -> Vec3:
     """Three plain floats (scene descriptions hold no numpy scalars)."""
     return (float(values[0]), float(values[1]), float(values[2]))
 

@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from edgedepth.training.data.random_scenes import SeedLike, sample_scene
-from edgedepth.training.data.scene import Camera, Scene, SceneObject, room_planes
+from edgedepth.training.data.scene import Camera, Plane, Scene, SceneObject, room_planes
 from edgedepth.training.data.textures import texture_albedo
 
 #: Bump whenever a change alters rendered pixels (here, in scene.py, textures.py or
@@ -37,6 +37,9 @@ GENERATOR_VERSION = 4
 GRAZING_COS = 0.035
 
 _SHADOW_OFFSET = 1e-4
+
+#: What a camera ray can hit: the room's planes and its objects.
+Surface = Union[Plane, SceneObject]
 
 
 def camera_rays(camera: Camera, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -66,7 +69,7 @@ def _rays_towards(obj: object, apex: np.ndarray, unit_dirs: np.ndarray) -> Optio
     return np.flatnonzero(unit_dirs @ (axis / distance) >= cos_half_angle)
 
 
-def _nearest_hit(surfaces: Sequence[object], origin: np.ndarray, dirs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _nearest_hit(surfaces: Sequence[Surface], origin: np.ndarray, dirs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Ray parameter of the nearest hit over all surfaces and which surface it was (-1: none)."""
     best = np.full(len(dirs), np.inf)
     index = np.full(len(dirs), -1)
@@ -82,7 +85,7 @@ def _nearest_hit(surfaces: Sequence[object], origin: np.ndarray, dirs: np.ndarra
 
 
 def _shade_surfaces(
-    surfaces: Sequence[object], index: np.ndarray, points: np.ndarray, dirs: np.ndarray, pixel_footprint: np.ndarray
+    surfaces: Sequence[Surface], index: np.ndarray, points: np.ndarray, dirs: np.ndarray, pixel_footprint: np.ndarray
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Camera-facing normals, albedo and |cos(incidence)| of every hit pixel.
 

@@ -125,6 +125,7 @@ class SyntheticScenes(Dataset):
 
     def _array(self) -> np.ndarray:
         if self._records is None:
+            assert self.cache_path is not None, "only a cached set drops its records (__getstate__)"
             self._records = np.load(self.cache_path, mmap_mode="r")
         return self._records
 
@@ -188,6 +189,7 @@ class SyntheticScenes(Dataset):
             return
         # forkserver: forking a parent that holds torch's thread pools can deadlock the children,
         # and the server imports this module (and torch) once instead of once per worker.
+        context: multiprocessing.context.BaseContext
         if "forkserver" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])
