@@ -13,6 +13,12 @@ cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
 TREE=build/typecheck/edgedepth
 
+# A fresh clone has neither the virtualenv nor build/: say how to get mypy instead of a traceback.
+if ! "$PY" -c "import mypy" 2>/dev/null; then
+    echo "typecheck: no mypy in $PY: run 'make install' (the dev extra; mypy needs Python 3.10+)" >&2
+    exit 1
+fi
+
 # The stage folders that package-dir maps directly under edgedepth (their subpackages come along).
 STAGES=$("$PY" - <<'PY'
 try:
