@@ -1,6 +1,6 @@
 # The two commands of the README. Each sets itself up (virtualenv + installs) and is idempotent.
 #   make demo   train on synthetic data for a few minutes, evaluate, print metrics
-#   make test   run the whole test suite
+#   make test   lint (ruff + mypy), then the whole test suite
 #   make lint   ruff over the repository, mypy over the package (settings: pyproject.toml)
 #   make test-gpu   every gpu/tensorrt test, a missing GPU or CUDA binding failing instead of skipping
 #                   (on a bare CUDA machine: bash scripts/gpu_check.sh, which prepares everything)
@@ -31,7 +31,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
-test: $(STAMP)
+# Lint first: a style or type error fails CI in seconds, before the 6-minute suite.
+test: lint
 	$(PY) -m pytest -q
 
 # ruff's rules and mypy's settings live in pyproject.toml. scripts/typecheck.sh gives mypy the

@@ -22,7 +22,8 @@ from edgedepth.calib.calibration_set import (
 )
 from edgedepth.calib.errors import BudgetFailed, CalibrationCacheError, CalibrationError
 from edgedepth.calib.legacy import build_int8_calibrator, cache_key, check_cache, verify_cache_for_onnx
-from edgedepth.calib.pipeline import CalibrationRequest, calibrate
+from edgedepth.calib.pipeline import calibrate
+from edgedepth.calib.request import CalibrationRequest
 
 __all__ = [
     "BudgetFailed",

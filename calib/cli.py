@@ -13,8 +13,9 @@ from typing import List, Optional
 
 from edgedepth.calib.budget import int8_budget
 from edgedepth.calib.calibration_set import DEFAULT_NUM_EVAL, DEFAULT_NUM_IMAGES
-from edgedepth.calib.pipeline import DEFAULT_METHOD, CalibrationRequest, calibrate
+from edgedepth.calib.pipeline import calibrate
 from edgedepth.calib.quantizers import METHODS, QUANTIZERS, TARGETS
+from edgedepth.calib.request import DEFAULT_METHOD, CalibrationRequest
 from edgedepth.calib.sensitivity import DEFAULT_MAX_FALLBACK, DEFAULT_TOP_K
 from edgedepth.cli import run_command
 from edgedepth.export.cli import trt_target

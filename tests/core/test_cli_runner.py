@@ -78,7 +78,8 @@ def test_os_errors_name_the_path_and_the_cause(capsys, code, words):
     exc = OSError(code, os.strerror(code), "/media/card/out.mp4")
     status, err = _run(_raise(exc), capsys=capsys)
     assert status == 1 and len(err) == 1
-    assert err[0].startswith("demo: error: /media/card/out.mp4: ") and errno.errorcode[code] in err[0] and words in err[0]
+    assert err[0].startswith("demo: error: /media/card/out.mp4: ")
+    assert errno.errorcode[code] in err[0] and words in err[0]
 
 
 def test_describe_os_error_without_a_path_or_errno_still_reads():
@@ -116,7 +117,8 @@ def test_sigterm_and_sighup_stop_a_command_like_ctrl_c(tmp_path, sig):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 130, done.stderr
-    assert done.stderr.strip().splitlines() == [f"demo: interrupted by {sig}; finished outputs kept, partial ones removed"]
+    expected = f"demo: interrupted by {sig}; finished outputs kept, partial ones removed"
+    assert done.stderr.strip().splitlines() == [expected]
     assert list(tmp_path.iterdir()) == []
 
 

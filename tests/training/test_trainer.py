@@ -214,9 +214,9 @@ def test_sigkill_then_resume_continues_from_last_checkpoint(tmp_path, cache_dir)
 
 
 def test_resume_cli_without_run_folder_is_one_line_error(tmp_path, capsys):
-    assert train_main(["--resume", str(tmp_path / "nothing")]) == 1
+    assert train_main(["--resume", str(tmp_path / "nothing")]) == 2  # the command names a wrong folder: usage
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no config.yaml" in err[0]
+    assert len(err) == 1 and err[0].startswith("depth-train: error:") and "no config.yaml" in err[0]
 
 
 def test_eval_cli_writes_all_metrics(tmp_path, cache_dir):
