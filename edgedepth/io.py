@@ -1,4 +1,6 @@
-"""Atomic file writing: a kill at any moment leaves either the old file or the new one."""
+"""Atomic file writing (a kill at any moment leaves either the old file or the new one) and the
+checks every command makes on its outputs before any work: an input is never an output, two
+outputs are never one file, and an output's folder can be written."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +9,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Mapping, Optional, Union
+
+from edgedepth.errors import UsageError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -79,3 +83,74 @@ def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when ``a`` and ``b`` name one file: the same resolved path (symlinks followed), or two
+    names of one inode (hard links, bind mounts)."""
+    first, second = Path(a).resolve(), Path(b).resolve()
+    if first == second:
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet): then they cannot be one file
+        return False
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def check_writable(path: PathLike, option: str) -> None:
+    """Raise UsageError unless a file can be created at ``path``: its folder (or, if missing, the
+    nearest existing ancestor, where the folder would be created) must be a folder this process can
+    write, and ``path`` must not be a folder. Probed with a real temporary file, so read-only
+    mounts and permissions (root included) answer as they will at the end of the run."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{option} {target} is a folder; name a file inside it")
+    folder = _nearest_existing(target.parent if str(target.parent) else Path("."))
+    if not folder.is_dir():
+        raise UsageError(f"{option} {target}: {folder} is a file, not a folder; choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgedepth-write-probe.", dir=folder)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"{option} {target}: cannot write in {folder} ({reason}); choose a writable folder") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_writable_folder(path: PathLike, option: str) -> None:
+    """Raise UsageError unless files can be written in the folder ``path`` (created later if
+    missing): it must not be a file, and it (or its nearest existing ancestor) must be writable."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{option} {folder} is a file; name a folder")
+    check_writable(folder / ".edgedepth-probe", option)
+
+
+def check_outputs(outputs: Mapping[str, Optional[PathLike]], inputs: Mapping[str, Optional[PathLike]]) -> None:
+    """Refuse, before any work, what would destroy an input or lose an output (UsageError, exit 2).
+
+    ``outputs`` and ``inputs`` map an option name (``--output``) to its path (None = not given).
+    An output may not be an input (resolved paths and hard links compared), two outputs may not be
+    one file, and every output's folder must be writable.
+    """
+    given_outputs = {name: Path(path) for name, path in outputs.items() if path is not None}
+    given_inputs = {name: Path(path) for name, path in inputs.items() if path is not None}
+    for out_name, out_path in given_outputs.items():
+        for in_name, in_path in given_inputs.items():
+            if same_file(out_path, in_path):
+                raise UsageError(f"{out_name} {out_path} is the {in_name} file: it would be overwritten; "
+                                 "choose another output name")
+    names = list(given_outputs)
+    for index, first in enumerate(names):
+        for second in names[index + 1:]:
+            if same_file(given_outputs[first], given_outputs[second]):
+                raise UsageError(f"{first} and {second} name the same file {given_outputs[first]}; "
+                                 "give each output its own path")
+    for name, path in given_outputs.items():
+        check_writable(path, name)

@@ -50,3 +50,56 @@ def test_sha256_file_matches_hashlib(tmp_path):
     data = os.urandom(3000)
     write_bytes_atomic(tmp_path / "blob", data)
     assert sha256_file(tmp_path / "blob", chunk_size=1024) == hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- output checks
+
+
+def test_an_output_that_is_an_input_is_refused_even_through_a_hard_link_or_symlink(tmp_path):
+    from edgedepth.errors import UsageError
+    from edgedepth.io import check_outputs
+
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"video")
+    os.link(source, tmp_path / "hard.mp4")
+    (tmp_path / "soft.mp4").symlink_to(source)
+    for alias in ("clip.mp4", "hard.mp4", "soft.mp4", "./sub/../clip.mp4"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(UsageError, match="is the --input file"):
+            check_outputs({"--output": tmp_path / alias}, {"--input": source})
+    assert source.read_bytes() == b"video"
+    check_outputs({"--output": tmp_path / "other.mp4", "--stats-json": None}, {"--input": source})
+
+
+def test_two_outputs_naming_one_file_are_refused(tmp_path):
+    from edgedepth.errors import UsageError
+    from edgedepth.io import check_outputs
+
+    with pytest.raises(UsageError, match="--output and --stats-json name the same file"):
+        check_outputs({"--output": tmp_path / "a.json", "--stats-json": tmp_path / "x/../a.json"}, {})
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path):
+    from edgedepth.errors import UsageError
+    from edgedepth.io import check_outputs, check_writable_folder
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        check_outputs({"--output": a_file / "out.onnx"}, {})
+    with pytest.raises(UsageError, match="is a folder"):
+        check_outputs({"--output": tmp_path}, {})
+    with pytest.raises(UsageError, match="is a file; name a folder"):
+        check_writable_folder(a_file, "--save-depth")
+    check_outputs({"--output": tmp_path / "new" / "deeper" / "out.onnx"}, {})  # created when written
+    assert not (tmp_path / "new").exists(), "checking creates nothing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"], "the write probe leaves nothing behind"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self") or not os.path.ismount("/proc"), reason="needs /proc")
+def test_a_read_only_file_system_is_refused(tmp_path):
+    from edgedepth.errors import UsageError
+    from edgedepth.io import check_writable
+
+    with pytest.raises(UsageError, match="cannot write in /proc"):
+        check_writable("/proc/edgedepth-out.json", "--stats-json")
