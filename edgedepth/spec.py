@@ -10,8 +10,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from edgedepth.errors import SpecError
 
@@ -19,6 +20,9 @@ from edgedepth.errors import SpecError
 ONNX_METADATA_KEY = "edgedepth.model_spec"
 #: Every network edgedepth builds downsamples by 32 (ResNet stem + 4 stages).
 SIZE_MULTIPLE = 32
+#: Largest input side a spec may name: 8192 x 8192 is already 805 MB per float32 image; larger
+#: sizes come from a corrupt or hand-edited file and would only fail later, deep in numpy.
+MAX_INPUT_SIDE = 8192
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Bump when the preprocessing changes what a given spec produces: it is part of every preprocessing key.
@@ -33,14 +37,59 @@ def nearest_valid_sizes(value: int, multiple: int = SIZE_MULTIPLE) -> Tuple[int,
 
 
 def check_input_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> None:
-    """Raise SpecError unless height and width are positive multiples of ``multiple``."""
+    """Raise SpecError unless height and width are positive multiples of ``multiple``, at most
+    :data:`MAX_INPUT_SIDE`."""
     for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, int) or value <= 0 or value % multiple:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % multiple:
             below, above = nearest_valid_sizes(int(value) if isinstance(value, (int, float)) else 0, multiple)
             raise SpecError(
                 f"input {name} {value!r} is not a multiple of {multiple}: the encoder downsamples by "
                 f"{multiple}; use {below} or {above}"
             )
+        if value > MAX_INPUT_SIDE:
+            raise SpecError(
+                f"input {name} {value} is beyond the limit: edgedepth models take at most {MAX_INPUT_SIDE} pixels "
+                "per side; the file naming this size is corrupt or hand-edited: re-export it, or give a smaller size"
+            )
+
+
+#: Text fields; mappings; numbers (checked before any value is used, so a hand-edited file gets
+#: one line naming the field instead of a TypeError deep inside a stage).
+_TEXT_FIELDS = ("color_order", "input_name", "output_name", "layout", "output_unit", "architecture", "config_hash",
+                "edgedepth_version")
+_MAPPING_FIELDS = ("arch_options", "provenance")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _wrong_field(spec: Any) -> Optional[Tuple[str, str]]:
+    """``(field, what it should be)`` for the first field of the wrong type, else None."""
+    for name in ("min_depth", "max_depth"):
+        if not _is_number(getattr(spec, name)):
+            return name, "a number"
+    for name in ("mean", "std"):
+        value = getattr(spec, name)
+        values = [] if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable) else list(value)
+        if len(values) != 3 or not all(_is_number(v) for v in values):
+            return name, "a list of 3 numbers"
+    wrong = [(name, "a string") for name in _TEXT_FIELDS if not isinstance(getattr(spec, name), str)]
+    wrong += [(name, "a JSON object") for name in _MAPPING_FIELDS if not isinstance(getattr(spec, name), Mapping)]
+    if not isinstance(spec.dynamic, bool):
+        wrong.append(("dynamic", "true or false"))
+    return wrong[0] if wrong else None
+
+
+def _check_field_types(spec: Any) -> None:
+    wrong = _wrong_field(spec)
+    if wrong:
+        name, expected = wrong
+        value = getattr(spec, name)
+        raise SpecError(
+            f"model spec field {name} is {value!r:.60} ({type(value).__name__}), expected {expected}; "
+            "the file carrying the spec is corrupt or hand-edited: re-export it"
+        )
 
 
 @dataclass
@@ -78,6 +127,7 @@ class ModelSpec:
             from edgedepth import __version__
 
             self.edgedepth_version = __version__
+        _check_field_types(self)
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
         self.validate()
@@ -85,6 +135,9 @@ class ModelSpec:
     def validate(self) -> None:
         """Raise SpecError naming the first inconsistent field."""
         check_input_size(self.height, self.width)
+        if not all(math.isfinite(v) for v in (self.min_depth, self.max_depth, *self.mean, *self.std)):
+            raise SpecError(f"depth range and mean/std must be finite numbers, got min_depth={self.min_depth}, "
+                            f"max_depth={self.max_depth}, mean={self.mean}, std={self.std}; re-export the artifact")
         if not 0 < self.min_depth < self.max_depth:
             raise SpecError(
                 f"depth range min_depth={self.min_depth}, max_depth={self.max_depth} is invalid: "
@@ -136,6 +189,11 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelSpec":
         """Build from ``to_dict`` output; unknown keys are refused with their names."""
+        if not isinstance(data, Mapping):
+            raise SpecError(
+                f"model spec must be a JSON object (field -> value), got {type(data).__name__} {data!r:.60}; "
+                "the file carrying it is corrupt or was not written by edgedepth: re-export it"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -157,8 +215,6 @@ class ModelSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"model spec is not valid JSON ({exc}); re-export the artifact") from exc
-        if not isinstance(data, dict):
-            raise SpecError(f"model spec JSON must be an object, got {type(data).__name__}")
         return cls.from_dict(data)
 
     def to_metadata_props(self) -> Dict[str, str]:

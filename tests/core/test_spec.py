@@ -6,7 +6,7 @@ import json
 import pytest
 
 from edgedepth.errors import SpecError
-from edgedepth.spec import ONNX_METADATA_KEY, ModelSpec, check_input_size
+from edgedepth.spec import MAX_INPUT_SIDE, ONNX_METADATA_KEY, ModelSpec, check_input_size
 
 
 def custom_spec() -> ModelSpec:
@@ -102,3 +102,33 @@ def test_preprocessing_key_ignores_what_the_preprocessing_does_not_use_and_stays
     assert other.preprocessing_key() == spec.preprocessing_key()
     # Saved calibration sets and TensorRT calibration caches store this value: it must not drift.
     assert spec.preprocessing_key() == "689b3104739f5d44"
+
+
+@pytest.mark.parametrize("height, width", [(38400, 51200), (8224, 64), (64, 16384)])
+def test_absurd_sizes_are_refused_in_one_line(height, width):
+    """D15: a checkpoint whose spec says 38400 x 51200 made numpy raise MemoryError deep in the
+    export; the spec itself refuses sizes beyond MAX_INPUT_SIDE, naming the limit."""
+    with pytest.raises(SpecError, match=f"at most {MAX_INPUT_SIDE}") as caught:
+        ModelSpec(height=height, width=width)
+    assert "\n" not in str(caught.value)
+    ModelSpec(height=MAX_INPUT_SIDE, width=MAX_INPUT_SIDE)  # the limit itself is allowed
+
+
+@pytest.mark.parametrize("data", ["hello", ["height", "width"], 42, None])
+def test_a_spec_that_is_not_a_mapping_says_it_must_be_an_object(data):
+    """D16: spec="hello" was reported as "unknown keys ['e', 'h', 'l', 'o']"."""
+    with pytest.raises(SpecError, match="must be a JSON object") as caught:
+        ModelSpec.from_dict(data)
+    assert "unknown keys" not in str(caught.value)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("height", "64"), ("width", 96.5), ("min_depth", "near"), ("max_depth", None), ("mean", "abc"), ("std", 3),
+    ("mean", [0.5, 0.5]), ("arch_options", "x"), ("provenance", [1]), ("dynamic", "yes"),
+])
+def test_wrongly_typed_fields_are_spec_errors_naming_the_field(field, value):
+    data = ModelSpec(height=64, width=96).to_dict()
+    data[field] = value
+    with pytest.raises(SpecError, match=field) as caught:
+        ModelSpec.from_dict(data)
+    assert "\n" not in str(caught.value)

@@ -90,3 +90,21 @@ def test_engine_path_imports_neither_torch_nor_opencv():
             " print('torch' in sys.modules, 'cv2' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("spec_change, message", [
+    ({"height": 38400, "width": 51200}, "at most 8192 pixels per side"),  # D15: was a numpy MemoryError
+    ("hello", "must be a JSON object"),  # D16: was "unknown keys ['e', 'h', 'l', 'o']"
+])
+def test_a_checkpoint_with_an_absurd_spec_is_refused_in_one_line(checkpoint, tmp_path, capsys, spec_change, message):
+    import torch
+
+    data = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    data["spec"] = {**data["spec"], **spec_change} if isinstance(spec_change, dict) else spec_change
+    broken = tmp_path / "huge.pt"
+    torch.save(data, broken)
+    out = tmp_path / "x.onnx"
+    assert main(["onnx", "--checkpoint", str(broken), "--output", str(out)]) == 1
+    line = _error_line(capsys)
+    assert message in line and "huge.pt" in line
+    assert not out.exists()
