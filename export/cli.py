@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from edgedepth import __version__
 from edgedepth.cli import positive_int, run_command
-from edgedepth.errors import EdgeDepthError
+from edgedepth.errors import EdgeDepthError, ExportError, UsageError
 
 PROG = "depth-export"
 
@@ -174,10 +175,19 @@ def run_check(args) -> int:
     return 1 if found else 0
 
 
+def _check_artifact(path: Path) -> None:
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; pass an .onnx file, or an engine file with its .json sidecar beside it")
+    if not path.exists():
+        raise ExportError(f"{path} does not exist; pass an .onnx file from `depth-export onnx` or an engine from "
+                          "`depth-export engine`")
+
+
 def run_info(args) -> None:
     from edgedepth.export import onnx_info
     from edgedepth.trt.sidecar import read_sidecar
 
+    _check_artifact(Path(args.artifact))
     if str(args.artifact).endswith(".onnx"):
         report = {
             "precision": onnx_info.onnx_precision(args.artifact),

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from edgedepth import __version__
 from edgedepth.errors import DeviceError, ExportError, SpecError
@@ -56,11 +58,16 @@ class BuildOptions:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "BuildOptions":
-        known = {f.name for f in dataclasses.fields(cls)}
-        values: Dict[str, Any] = {
-            key: tuple(value) if isinstance(value, list) else value for key, value in data.items() if key in known
-        }
+    def from_dict(cls, data: Mapping[str, Any], where: str = "the sidecar") -> "BuildOptions":
+        """Parse ``build_options``; ExportError naming a field of the wrong type. Unknown keys
+        (written by a newer edgedepth) are ignored."""
+        values: Dict[str, Any] = {}
+        for name, kind in _OPTION_KINDS.items():
+            if name in data:
+                value = _checked(data, name, kind, where, "build_options.")
+                values[name] = tuple(value) if isinstance(value, list) else value
+        if "precision" not in values:
+            raise ExportError(f"{where} lacks the field build_options.precision; {_REBUILD}")
         return cls(**values)
 
 
@@ -103,28 +110,29 @@ class EngineSidecar:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "the sidecar") -> "EngineSidecar":
-        """Parse a sidecar dict; ExportError naming the first missing or invalid part."""
+        """Parse a sidecar dict; ExportError naming the first missing or mistyped field."""
         _check_format(data, where)
         try:
-            return cls(
-                model_spec=ModelSpec.from_dict(data["model_spec"]),
-                tensorrt_version=str(data["tensorrt_version"]),
-                tensorrt_generation=str(data.get("tensorrt_generation", "")),
-                gpu=GpuInfo.from_dict(data["gpu"]),
-                precision=str(data["precision"]),
-                shapes=dict(data.get("shapes") or {}),
-                source_onnx=dict(data.get("source_onnx") or {}),
-                build_options=BuildOptions.from_dict(data.get("build_options") or {"precision": data["precision"]}),
-                build_seconds=float(data.get("build_seconds", 0.0)),
-                engine_sha256=str(data.get("engine_sha256", "")),
-                cache_key=str(data.get("cache_key", "")),
-                built_at=str(data.get("built_at", "")),
-                edgedepth_version=str(data.get("edgedepth_version", "")),
-            )
-        except SpecError as exc:  # before ValueError, which it also is
+            model_spec = ModelSpec.from_dict(_checked(data, "model_spec", _ANY, where))
+        except SpecError as exc:
             raise ExportError(f"{where} holds an invalid model spec ({exc}); rebuild the engine") from exc
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ExportError(f"{where} lacks or mangles {exc}; rebuild the engine with `depth-export engine`") from exc
+        precision = _checked(data, "precision", _PRECISION, where)
+        options = _checked(data, "build_options", _OPTIONAL_OBJECT, where, default=None) or {"precision": precision}
+        return cls(
+            model_spec=model_spec,
+            tensorrt_version=_checked(data, "tensorrt_version", _TEXT, where),
+            tensorrt_generation=_checked(data, "tensorrt_generation", _TEXT, where, default=""),
+            gpu=_gpu(_checked(data, "gpu", _OBJECT, where), where),
+            precision=precision,
+            shapes=dict(_checked(data, "shapes", _OPTIONAL_OBJECT, where, default=None) or {}),
+            source_onnx=dict(_checked(data, "source_onnx", _OPTIONAL_OBJECT, where, default=None) or {}),
+            build_options=BuildOptions.from_dict(options, where),
+            build_seconds=float(_checked(data, "build_seconds", _NUMBER, where, default=0.0)),
+            engine_sha256=_checked(data, "engine_sha256", _TEXT, where, default=""),
+            cache_key=_checked(data, "cache_key", _TEXT, where, default=""),
+            built_at=_checked(data, "built_at", _TEXT, where, default=""),
+            edgedepth_version=_checked(data, "edgedepth_version", _TEXT, where, default=""),
+        )
 
     def replace(self, **changes: Any) -> "EngineSidecar":
         return dataclasses.replace(self, **changes)
@@ -137,16 +145,80 @@ def _check_format(data: Any, where: str) -> None:
             f"{where} is not an edgedepth engine sidecar (format {found!r}); "
             "rebuild the engine with `depth-export engine`"
         )
-    try:
-        version = int(data.get("format_version", 0))
-    except (TypeError, ValueError) as exc:
-        found = data.get("format_version")
-        raise ExportError(f"{where} has format_version {found!r}, not a number; rebuild the engine") from exc
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ExportError(
+            f"{where} has format_version {version!r}, not a number (a whole number like {SIDECAR_FORMAT_VERSION}); "
+            "rebuild the engine"
+        )
     if version > SIDECAR_FORMAT_VERSION:
         raise ExportError(
             f"{where} has sidecar format {version}; "
             f"this edgedepth reads up to {SIDECAR_FORMAT_VERSION}: upgrade edgedepth"
         )
+
+
+# ------------------------------------------------------------------------------- field checking
+
+#: A field's check and how to name what it should be.
+Kind = Tuple[Callable[[Any], bool], str]
+_REQUIRED: Any = object()
+_REBUILD = "rebuild the engine with `depth-export engine`"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_ANY: Kind = (lambda value: True, "anything")
+_TEXT: Kind = (lambda value: isinstance(value, str), "a string")
+_OPTIONAL_TEXT: Kind = (lambda value: value is None or isinstance(value, str), "a string or null")
+_NUMBER: Kind = (_is_number, "a number")
+_OPTIONAL_NUMBER: Kind = (lambda value: value is None or _is_number(value), "a number or null")
+_OPTIONAL_INDEX: Kind = (lambda value: value is None or (isinstance(value, int) and not isinstance(value, bool)),
+                         "a whole number or null")
+_FLAG: Kind = (lambda value: isinstance(value, bool), "true or false")
+_OPTIONAL_FLAG: Kind = (lambda value: value is None or isinstance(value, bool), "true, false or null")
+_OBJECT: Kind = (lambda value: isinstance(value, Mapping), "a JSON object")
+_OPTIONAL_OBJECT: Kind = (lambda value: value is None or isinstance(value, Mapping), "a JSON object")
+_NAMES: Kind = (lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
+                "a list of strings")
+_PRECISION: Kind = (lambda value: value in ("fp32", "fp16", "int8"), "one of fp32, fp16, int8")
+
+_OPTION_KINDS: Dict[str, Kind] = {
+    "precision": _PRECISION, "workspace_gib": _OPTIONAL_NUMBER, "dla_core": _OPTIONAL_INDEX,
+    "version_compatible": _FLAG, "hardware_compatibility": _TEXT, "calibration_cache_sha256": _OPTIONAL_TEXT,
+    "strongly_typed": _FLAG, "builder_flags": _NAMES, "cleared_flags": _NAMES, "fp32_nodes": _NAMES,
+    "unquantized_precision": _OPTIONAL_TEXT,
+}
+_GPU_KINDS: Dict[str, Kind] = {
+    "name": _TEXT, "compute_capability": _TEXT, "integrated": _OPTIONAL_FLAG, "machine": _OPTIONAL_TEXT,
+    "system": _OPTIONAL_TEXT,
+}
+
+
+def _checked(data: Mapping[str, Any], name: str, kind: Kind, where: str, prefix: str = "",
+             default: Any = _REQUIRED) -> Any:
+    """``data[name]`` when it passes ``kind``; ``default`` when absent (if given); else ExportError
+    naming the field, what it holds and what it should hold."""
+    if name not in data:
+        if default is _REQUIRED:
+            raise ExportError(f"{where} lacks the field {prefix}{name}; {_REBUILD}")
+        return default
+    value = data[name]
+    check, expected = kind
+    if not check(value):
+        raise ExportError(
+            f"{where}: field {prefix}{name} is {value!r:.60} ({type(value).__name__}), expected {expected}; {_REBUILD}"
+        )
+    return value
+
+
+def _gpu(data: Mapping[str, Any], where: str) -> GpuInfo:
+    for name, kind in _GPU_KINDS.items():
+        required = name in ("name", "compute_capability")
+        _checked(data, name, kind, where, "gpu.", default=_REQUIRED if required else None)
+    return GpuInfo.from_dict(data)
 
 
 def sidecar_path(engine_path: PathLike) -> Path:

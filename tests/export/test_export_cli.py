@@ -108,3 +108,38 @@ def test_a_checkpoint_with_an_absurd_spec_is_refused_in_one_line(checkpoint, tmp
     line = _error_line(capsys)
     assert message in line and "huge.pt" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format_version": "abc"}, "format_version 'abc', not a number"),
+    ({"format_version": None}, "format_version None, not a number"),
+    ({"format_version": float("inf")}, "format_version inf, not a number"),  # was an OverflowError traceback
+    ({"gpu": "Orin"}, "field gpu is 'Orin' (str), expected a JSON object"),  # was "string indices must be integers"
+])
+def test_info_on_an_engine_with_a_mangled_sidecar_is_one_line(tmp_path, capsys, change, message):
+    """D6/D16: `depth-export info model.engine` with a hand-edited sidecar."""
+    from edgedepth.spec import ModelSpec
+    from edgedepth.trt.platform import GpuInfo
+    from edgedepth.trt.sidecar import BuildOptions, EngineSidecar
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\x00random plan bytes")
+    good = EngineSidecar(ModelSpec(64, 96), "10.3.0", "10", GpuInfo("Orin", "8.7"), "fp16", {}, {},
+                         BuildOptions("fp16"), 1.0, "c" * 64, "e" * 64).to_dict()
+    (tmp_path / "model.engine.json").write_text(json.dumps({**good, **change}))
+    assert main(["info", str(engine)]) == 1
+    line = _error_line(capsys)
+    assert line.startswith("depth-export: error:") and message in line and "model.engine.json" in line
+
+
+def test_info_on_a_folder_says_it_is_a_folder(tmp_path, capsys):
+    """D16: a folder got "<folder>.json not found: the engine's provenance ... lives there"."""
+    assert main(["info", str(tmp_path)]) == 2
+    line = _error_line(capsys)
+    assert f"{tmp_path} is a folder" in line and "not found" not in line
+
+
+def test_info_on_a_missing_engine_names_the_engine(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "none.engine")]) == 1  # as a missing --checkpoint or --onnx
+    line = _error_line(capsys)
+    assert "none.engine does not exist" in line and ".json" not in line

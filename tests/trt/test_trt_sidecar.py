@@ -75,13 +75,47 @@ def test_missing_sidecar_says_how_to_rebuild(tmp_path):
     (json.dumps({**sidecar().to_dict(), "format_version": "two"}), "format_version 'two', not a number"),
     (json.dumps({**sidecar().to_dict(), "format_version": 9}), "upgrade edgedepth"),
     (json.dumps({**sidecar().to_dict(), "model_spec": {"height": 250, "width": 320}}), "invalid model spec"),
-    (json.dumps({k: v for k, v in sidecar().to_dict().items() if k != "gpu"}), "lacks or mangles 'gpu'"),
+    (json.dumps({k: v for k, v in sidecar().to_dict().items() if k != "gpu"}), "lacks the field gpu; rebuild"),
 ])
 def test_broken_sidecars_are_explained_in_one_line(tmp_path, content, match):
     (tmp_path / "m.engine.json").write_text(content)
     with pytest.raises(ExportError, match=match) as caught:
         read_sidecar(tmp_path / "m.engine")
     assert "\n" not in str(caught.value)
+
+
+def _with(**changes) -> str:
+    return json.dumps({**sidecar().to_dict(), **changes})
+
+
+@pytest.mark.parametrize("content, match", [
+    (_with(format_version="abc"), "format_version 'abc', not a number"),  # D6
+    (_with(format_version=None), "format_version None, not a number"),  # D6
+    (_with(format_version=[2]), "format_version \\[2\\], not a number"),
+    (_with(format_version=2.5), "format_version 2.5, not a number"),
+    (_with(format_version=True), "format_version True, not a number"),
+    (json.dumps({**sidecar().to_dict(), "format_version": float("inf")}), "format_version inf, not a number"),
+    (_with(gpu="Orin"), "field gpu is 'Orin' \\(str\\), expected a JSON object"),  # D16
+    (_with(gpu={"name": "Orin"}), "lacks the field gpu.compute_capability"),
+    (_with(gpu={"name": ["Orin"], "compute_capability": "8.7"}), "field gpu.name is \\['Orin'\\]"),
+    (_with(shapes=[1, 3, 64, 64]), "field shapes is \\[1, 3, 64, 64\\] \\(list\\), expected a JSON object"),
+    (_with(source_onnx="depth.onnx"), "field source_onnx is 'depth.onnx'"),
+    (_with(build_options=["fp16"]), "field build_options is \\['fp16'\\]"),
+    (_with(build_options={"precision": "fp16", "fp32_nodes": "abc"}), "field build_options.fp32_nodes is 'abc'"),
+    (_with(build_options={"precision": "fp16", "workspace_gib": "lots"}), "build_options.workspace_gib is 'lots'"),
+    (_with(model_spec="hello"), "invalid model spec \\(model spec must be a JSON object"),
+    (_with(precision="fp8"), "field precision is 'fp8' \\(str\\), expected one of fp32, fp16, int8"),
+    (_with(build_seconds="slow"), "field build_seconds is 'slow'"),
+    (_with(tensorrt_version=None), "field tensorrt_version is None"),
+])
+def test_mangled_sidecar_fields_are_named_in_one_line(tmp_path, content, match):
+    """D6/D16: a non-integer format_version or a gpu given as a string gave a traceback or
+    "lacks or mangles string indices must be integers"; now the field and what it should be."""
+    (tmp_path / "m.engine.json").write_text(content)
+    with pytest.raises(ExportError, match=match) as caught:
+        read_sidecar(tmp_path / "m.engine")
+    message = str(caught.value)
+    assert "\n" not in message and "string indices" not in message and "rebuild the engine" in message
 
 
 def test_compatibility_verdicts():
