@@ -36,6 +36,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: or ssh session (HUP). SIGINT is set too: a process started in the background by a
 #: non-interactive shell inherits it as ignored, and Python keeps it so.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+_STOP_NAMES = frozenset(signal.Signals(sig).name for sig in STOP_SIGNALS)
 #: What to do about the commonest OSErrors, by errno.
 _OS_ERROR_HINTS = {
     errno.ENOSPC: "the disk is full: free space or write elsewhere",
@@ -86,20 +87,38 @@ def describe_os_error(exc: OSError) -> str:
 
 
 @contextlib.contextmanager
-def stop_signals_as_interrupt() -> Iterator[None]:
+def stop_signals_as_interrupt() -> Iterator[List[str]]:
     """While the body runs, SIGTERM and SIGHUP (and SIGINT) raise KeyboardInterrupt, so every
-    ``with`` block unwinds: atomic writes remove their temporary file, streams finalise."""
+    ``with`` block unwinds: atomic writes remove their temporary file, streams finalise.
+
+    Yields the list of stop signals Python swallowed: one that lands while the interpreter runs a
+    callback whose exceptions it ignores (a weakref or import-lock callback, a ``__del__``) is
+    printed as "Exception ignored" and lost. It is recorded instead, without the traceback, and
+    :func:`run_command` reports the interruption when the body returns.
+    """
+    lost: List[str] = []
     if threading.current_thread() is not threading.main_thread():  # signals can only be set there
-        yield
+        yield lost
         return
 
     def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
+    default_hook = sys.unraisablehook
+
+    def _unraisable(unraisable: "sys.UnraisableHookArgs") -> None:
+        value = unraisable.exc_value
+        if isinstance(value, KeyboardInterrupt) and value.args and value.args[0] in _STOP_NAMES:
+            lost.append(str(value.args[0]))
+            return
+        default_hook(unraisable)
+
     previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    sys.unraisablehook = _unraisable
     try:
-        yield
+        yield lost
     finally:
+        sys.unraisablehook = default_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -132,8 +151,11 @@ def run_command(prog: str, parser: argparse.ArgumentParser, body: Body, argv: Op
         return parsed[1]
     args = parsed[0]
     try:
-        with stop_signals_as_interrupt():
-            return int(body(args) or EXIT_OK)
+        with stop_signals_as_interrupt() as lost:
+            status = int(body(args) or EXIT_OK)
+        if lost:  # the body finished after all: what it wrote is complete, but the user asked to stop
+            return _interrupted(prog, lost[0])
+        return status
     except UsageError as exc:
         return _fail(prog, str(exc), EXIT_USAGE)
     except EdgeDepthError as exc:
@@ -141,9 +163,13 @@ def run_command(prog: str, parser: argparse.ArgumentParser, body: Body, argv: Op
     except OSError as exc:
         return _fail(prog, describe_os_error(exc), EXIT_FAILED)
     except KeyboardInterrupt as exc:
-        reason = f" by {exc.args[0]}" if exc.args else ""
-        print(f"{prog}: interrupted{reason}; finished outputs kept, partial ones removed", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(prog, str(exc.args[0]) if exc.args else "")
+
+
+def _interrupted(prog: str, signal_name: str) -> int:
+    reason = f" by {signal_name}" if signal_name else ""
+    print(f"{prog}: interrupted{reason}; finished outputs kept, partial ones removed", file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED
 
 
 # --------------------------------------------------------------------------- shared argument types

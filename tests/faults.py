@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 import pytest
 
@@ -66,9 +66,10 @@ def run_command(argv: Sequence[str], timeout: float = 600, cwd: Optional[Path] =
                           timeout=timeout, cwd=cwd)
 
 
-def signal_after(argv: Sequence[str], sig: int, after: Path, timeout: float = 300,
+def signal_after(argv: Sequence[str], sig: int, after: Union[Path, Callable[[], bool]], timeout: float = 300,
                  cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
-    """Start a command, wait until ``after`` exists (it got going), send ``sig``, wait for the end."""
+    """Start a command, wait until ``after`` exists (or, a callable, returns True: it got going),
+    send ``sig``, wait for the end."""
     module, function = _entry(argv[0])
     code = f"import sys; from {module} import {function} as main; sys.exit(main(sys.argv[1:]))"
     process = subprocess.Popen([sys.executable, "-c", code, *argv[1:]], stdout=subprocess.PIPE,
@@ -82,7 +83,9 @@ def signal_after(argv: Sequence[str], sig: int, after: Path, timeout: float = 30
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def _started(marker: Path) -> bool:
+def _started(marker: Union[Path, Callable[[], bool]]) -> bool:
+    if callable(marker):
+        return marker()
     return marker.exists() or any(marker.parent.glob(f".{marker.name}.*")) if marker.parent.exists() else False
 
 

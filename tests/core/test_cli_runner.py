@@ -147,3 +147,20 @@ def test_every_command_goes_through_the_one_runner(path, function):
     assert "run_command" in calls or "_run_stage" in calls, f"{path}:{function} bypasses edgedepth.cli.run_command"
     if path.parent.name != "edgedepth":  # the runner itself is where these are handled
         assert not handlers, f"{path} handles KeyboardInterrupt/SystemExit itself; leave it to run_command"
+
+
+def test_a_signal_python_swallows_in_a_callback_still_ends_the_command_as_interrupted(capsys):
+    """A signal landing in a ``__del__`` (or an import-lock callback) raises there, where Python
+    only prints "Exception ignored": the runner records it, prints no traceback, and exits 130."""
+
+    class SignalsOnCollection:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def body(args: argparse.Namespace) -> int:
+        SignalsOnCollection()  # collected at once: the handler's KeyboardInterrupt is swallowed there
+        return 0
+
+    status, err = _run(body, capsys=capsys)
+    assert status == 130 and err == ["demo: interrupted by SIGTERM; finished outputs kept, partial ones removed"]
+    assert run_command("demo", _parser(), lambda args: 0, []) == 0, "the next command starts clean"
