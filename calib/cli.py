@@ -17,7 +17,7 @@ from edgedepth.calib.pipeline import calibrate
 from edgedepth.calib.quantizers import METHODS, QUANTIZERS, TARGETS
 from edgedepth.calib.request import DEFAULT_METHOD, CalibrationRequest
 from edgedepth.calib.sensitivity import DEFAULT_MAX_FALLBACK, DEFAULT_TOP_K
-from edgedepth.cli import run_command
+from edgedepth.cli import non_negative_int, positive_int, run_command
 from edgedepth.export.cli import trt_target
 
 EPILOG = f"""\
@@ -52,11 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data", action="append", default=[], metavar="SOURCE",
                       help="folder, image, video or dataset config; repeat to mix sources (sampled evenly)")
     data.add_argument("--split", default="val", help="dataset split for config sources (default: val)")
-    data.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES, metavar="N",
+    data.add_argument("--num-images", type=positive_int, default=DEFAULT_NUM_IMAGES, metavar="N",
                       help=f"calibration images (default {DEFAULT_NUM_IMAGES})")
     data.add_argument("--eval-data", action="append", default=[], metavar="SOURCE",
                       help="held-out images for the budget check (default: unused images of --data)")
-    data.add_argument("--num-eval", type=int, default=DEFAULT_NUM_EVAL, metavar="N",
+    data.add_argument("--num-eval", type=non_negative_int, default=DEFAULT_NUM_EVAL, metavar="N",
                       help=f"held-out images (default {DEFAULT_NUM_EVAL})")
     data.add_argument("--save-set", type=Path, metavar="FILE.npy", help="save the preprocessed images for reuse")
     data.add_argument("--load-set", type=Path, metavar="FILE.npy",
@@ -76,10 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep matching nodes in higher precision (repeatable); the output head always is")
     check = parser.add_argument_group("accuracy budget")
     check.add_argument("--budget", type=Path, metavar="FILE.yaml", help="budget overrides (YAML)")
-    check.add_argument("--max-fallback", type=int, default=DEFAULT_MAX_FALLBACK, metavar="N",
+    check.add_argument("--max-fallback", type=non_negative_int, default=DEFAULT_MAX_FALLBACK, metavar="N",
                        help=f"most nodes the fallback may keep in higher precision "
                             f"(default {DEFAULT_MAX_FALLBACK}; 0 = off)")
-    check.add_argument("--sensitivity-top-k", type=int, default=DEFAULT_TOP_K, metavar="K",
+    check.add_argument("--sensitivity-top-k", type=non_negative_int, default=DEFAULT_TOP_K, metavar="K",
                        help="measure only K fallback candidates, picked by a cheaper pre-ranking (default: all)")
     check.add_argument("--keep-failed", action="store_true", help="write an over-budget graph to NAME.over-budget.onnx")
     check.add_argument("--report", type=Path, metavar="FILE.json", help="report path (default: beside --output)")

@@ -47,7 +47,7 @@ def source_spec(onnx_path: Path) -> ModelSpec:
         raise CalibrationError(
             f"{onnx_path} is already {precision.upper()}: calibrate the FP32 ONNX that `depth-export onnx` writes"
         )
-    return onnx_info.read_spec(onnx_path)
+    return onnx_info.read_spec(onnx_path, against_graph=True)
 
 
 def calibration_set(request: CalibrationRequest, spec: ModelSpec, need_held_out: bool, log: Log) -> CalibrationSet:

@@ -39,18 +39,24 @@ def nearest_valid_sizes(value: int, multiple: int = SIZE_MULTIPLE) -> Tuple[int,
 def check_input_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> None:
     """Raise SpecError unless height and width are positive multiples of ``multiple``, at most
     :data:`MAX_INPUT_SIDE`."""
-    for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % multiple:
-            below, above = nearest_valid_sizes(int(value) if isinstance(value, (int, float)) else 0, multiple)
-            raise SpecError(
-                f"input {name} {value!r} is not a multiple of {multiple}: the encoder downsamples by "
-                f"{multiple}; use {below} or {above}"
-            )
-        if value > MAX_INPUT_SIDE:
-            raise SpecError(
-                f"input {name} {value} is beyond the limit: edgedepth models take at most {MAX_INPUT_SIDE} pixels "
-                "per side; the file naming this size is corrupt or hand-edited: re-export it, or give a smaller size"
-            )
+    check_input_side("height", height, multiple)
+    check_input_side("width", width, multiple)
+
+
+def check_input_side(name: str, value: int, multiple: int = SIZE_MULTIPLE) -> None:
+    """Raise SpecError unless ``value`` (the input ``name``: height or width) is a positive multiple
+    of ``multiple``, at most :data:`MAX_INPUT_SIDE`."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % multiple:
+        below, above = nearest_valid_sizes(int(value) if isinstance(value, (int, float)) else 0, multiple)
+        raise SpecError(
+            f"input {name} {value!r} is not a multiple of {multiple}: the encoder downsamples by "
+            f"{multiple}; use {below} or {above}"
+        )
+    if value > MAX_INPUT_SIDE:
+        raise SpecError(
+            f"input {name} {value} is beyond the limit: edgedepth models take at most {MAX_INPUT_SIDE} pixels "
+            "per side; the file naming this size is corrupt or hand-edited: re-export it, or give a smaller size"
+        )
 
 
 #: Text fields; mappings; numbers (checked before any value is used, so a hand-edited file gets

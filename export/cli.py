@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from edgedepth import __version__
-from edgedepth.cli import positive_int, run_command
+from edgedepth.cli import non_negative_int, positive_float, positive_int, run_command
 from edgedepth.errors import EdgeDepthError, ExportError, UsageError
 
 PROG = "depth-export"
@@ -31,6 +31,33 @@ def _shape(text: str):
         return parse_shape(text)
     except EdgeDepthError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _input_side(name: str):
+    """argparse type for ``--height``/``--width``: a multiple of 32 up to the spec's limit (exit 2 otherwise)."""
+    from edgedepth.spec import check_input_side
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        try:
+            check_input_side(name, value)
+        except EdgeDepthError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        return value
+
+    return parse
+
+
+def _opset(text: str) -> int:
+    """argparse type for ``--opset``: a whole number from MIN_OPSET (exit 2 otherwise)."""
+    from edgedepth.export.onnx_export import DEFAULT_OPSET, MIN_OPSET
+
+    if not text.strip().isdigit() or int(text) < MIN_OPSET:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an opset edgedepth exports to: use {MIN_OPSET} or newer "
+            f"({DEFAULT_OPSET} suits TensorRT 8.5 to 11)"
+        )
+    return int(text)
 
 
 def trt_target(text: str):
@@ -49,11 +76,13 @@ def _add_onnx(commands) -> None:
     cmd = commands.add_parser("onnx", help="export a checkpoint to a verified, self-describing ONNX")
     cmd.add_argument("--checkpoint", required=True, help="checkpoint .pt written by depth-train")
     cmd.add_argument("--output", required=True, help="ONNX file to write (FP16 graph with --fp16)")
-    cmd.add_argument("--height", type=positive_int, help="input height (multiple of 32; default: training size)")
-    cmd.add_argument("--width", type=positive_int, help="input width (multiple of 32; default: training size)")
+    cmd.add_argument("--height", type=_input_side("height"),
+                     help="input height (multiple of 32, at most 8192; default: training size)")
+    cmd.add_argument("--width", type=_input_side("width"),
+                     help="input width (multiple of 32, at most 8192; default: training size)")
     cmd.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (multiples of 32)")
     cmd.add_argument("--batch", type=positive_int, default=1, help="static batch size (default 1)")
-    cmd.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+    cmd.add_argument("--opset", type=_opset, default=DEFAULT_OPSET,
                      help=f"ONNX opset (default {DEFAULT_OPSET}: TensorRT 8.5+)")
     cmd.add_argument("--fp16", action="store_true", help="write the FP16 graph (FP32 kept beside it as *.fp32.onnx)")
     cmd.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
@@ -66,7 +95,7 @@ def _add_fp16(commands) -> None:
     cmd.add_argument("--onnx", required=True, help="FP32 ONNX from `depth-export onnx`")
     cmd.add_argument("--output", help="FP16 ONNX to write (default: <name>.fp16.onnx)")
     cmd.add_argument(
-        "--data-max", type=float, default=DEFAULT_DATA_MAX,
+        "--data-max", type=positive_float, default=DEFAULT_DATA_MAX,
         help=f"keep nodes whose activations exceed this magnitude in FP32 (default {DEFAULT_DATA_MAX:g})",
     )
     cmd.add_argument("--keep-fp32", action="append", default=[], metavar="NODE", help="also keep this node in FP32")
@@ -82,9 +111,9 @@ def _add_engine(commands) -> None:
     cmd.add_argument("--output", required=True, help="engine file to write; the sidecar goes to <output>.json")
     cmd.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8"])
     cmd.add_argument("--calib-cache", help="INT8 calibration cache from depth-calib (TensorRT 8.x/10.x)")
-    cmd.add_argument("--workspace", type=float, metavar="GiB", help="builder workspace limit in GiB")
+    cmd.add_argument("--workspace", type=positive_float, metavar="GiB", help="builder workspace limit in GiB")
     cmd.add_argument("--timing-cache", help="timing cache file: read when present, written after the build")
-    cmd.add_argument("--dla-core", type=int,
+    cmd.add_argument("--dla-core", type=non_negative_int,
                      help="build for this DLA core (Jetson AGX Orin / Orin NX), GPU fallback on")
     for bound in ("min", "opt", "max"):
         cmd.add_argument(f"--{bound}-shape", type=_shape, metavar="NxCxHxW", help=f"{bound} input shape (dynamic ONNX)")
@@ -193,7 +222,7 @@ def run_info(args) -> None:
             "precision": onnx_info.onnx_precision(args.artifact),
             "inputs": [vars(t) for t in onnx_info.graph_inputs(args.artifact)],
             "outputs": [vars(t) for t in onnx_info.graph_outputs(args.artifact)],
-            "model_spec": onnx_info.read_spec(args.artifact).to_dict(),
+            "model_spec": onnx_info.read_spec(args.artifact, against_graph=True).to_dict(),
         }
     else:
         report = read_sidecar(args.artifact).to_dict()

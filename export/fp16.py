@@ -203,7 +203,7 @@ def convert_to_fp16(
     output = Path(output) if output else default_fp16_path(source)
     model = onnx_info.load_model(source)
     _check_fp32_source(model, source)
-    spec = onnx_info.read_spec(model)
+    spec = onnx_info.read_spec(model, str(source), against_graph=True)
     onnx_info.ensure_node_names(model)
     _check_keep_fp32_names(model, keep_fp32)
     head = onnx_info.find_output_head(model, spec.output_name)

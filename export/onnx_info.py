@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
-from edgedepth.errors import ExportError
+from edgedepth.errors import ExportError, SpecError
 from edgedepth.spec import ModelSpec
 
 if TYPE_CHECKING:  # onnx is imported lazily (import_onnx); its types only annotate
@@ -121,10 +121,43 @@ def metadata(model_or_path: ModelOrPath) -> Dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
-def read_spec(model_or_path: ModelOrPath) -> ModelSpec:
-    """The ModelSpec stored in an ONNX's metadata (SpecError when absent)."""
-    source = str(model_or_path) if not hasattr(model_or_path, "graph") else "ONNX model"
-    return ModelSpec.from_metadata_props(metadata(model_or_path), source=source)
+def read_spec(model_or_path: ModelOrPath, source: Optional[str] = None, against_graph: bool = False) -> ModelSpec:
+    """The ModelSpec stored in an ONNX's metadata (SpecError when absent). With ``against_graph``,
+    also SpecError when it disagrees with the graph's input (:func:`check_spec_matches_graph`):
+    what every stage that feeds or converts the graph asks. ``source`` names the file in messages
+    (default: the path, or "ONNX model" for a model object)."""
+    source = source or (str(model_or_path) if not hasattr(model_or_path, "graph") else "ONNX model")
+    model = load_model(model_or_path, load_weights=False)
+    spec = ModelSpec.from_metadata_props(metadata(model), source=source)
+    if against_graph:
+        check_spec_matches_graph(spec, graph_inputs(model), source)
+    return spec
+
+
+def _dims(shape: Sequence[Union[int, str]]) -> str:
+    return "x".join(str(dim) for dim in shape)
+
+
+def check_spec_matches_graph(spec: ModelSpec, inputs: Sequence[TensorInfo], source: str) -> None:
+    """SpecError unless the graph has the spec's input and its fixed dimensions (channels, height,
+    width) are the spec's: a hand-edited spec would otherwise fail deep inside ONNX Runtime or
+    TensorRT. Symbolic (dynamic) dimensions agree with any size."""
+    named = [item for item in inputs if item.name == spec.input_name]
+    if not named:
+        raise SpecError(
+            f"{source}: its model spec names the input {spec.input_name!r} but the graph's inputs are "
+            f"{[item.name for item in inputs]}; the spec was edited or belongs to another model: re-export it"
+        )
+    expected = (None, 3, spec.height, spec.width)
+    shape = named[0].shape
+    clash = len(shape) != 4 or any(isinstance(got, int) and want is not None and got != want
+                                   for got, want in zip(shape, expected))
+    if clash:
+        raise SpecError(
+            f"{source}: its model spec says 1x3x{spec.height}x{spec.width} (NCHW) but the graph input "
+            f"{spec.input_name!r} is {_dims(shape)}; the spec was edited or belongs to another model: re-export it "
+            "with `depth-export onnx`"
+        )
 
 
 def set_spec(model, spec: ModelSpec) -> None:

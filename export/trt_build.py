@@ -166,7 +166,7 @@ def read_onnx_facts(path) -> OnnxFacts:
     inputs = onnx_info.graph_inputs(model)
     if len(inputs) != 1:
         raise ExportError(f"{path} has {len(inputs)} inputs; edgedepth engines take one image tensor")
-    spec = onnx_info.read_spec(model)
+    spec = onnx_info.read_spec(model, str(path), against_graph=True)
     head = onnx_info.find_output_head(model, spec.output_name)
     names = frozenset(node.name for node in model.graph.node)
     kind = onnx_info.onnx_precision(model)

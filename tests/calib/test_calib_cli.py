@@ -38,6 +38,10 @@ def _error_line(capsys) -> str:
     ["--onnx", "m.onnx", "--data", "imgs", "--load-set", "s.npy", "--output", "o.onnx"],
     ["--onnx", "m.onnx", "--data", "imgs", "--output", "o.onnx", "--method", "kl"],
     ["--onnx", "m.onnx", "--data", "imgs", "--output", "o.onnx", "--quantizer", "tensorrt"],
+    ["--onnx", "m.onnx", "--data", "imgs", "--output", "o.onnx", "--num-images", "0"],  # D17: was 1
+    ["--onnx", "m.onnx", "--data", "imgs", "--output", "o.onnx", "--num-eval", "-1"],
+    ["--onnx", "m.onnx", "--data", "imgs", "--output", "o.onnx", "--max-fallback", "-2"],
+    ["--onnx", "m.onnx", "--data", "imgs", "--output", "o.onnx", "--sensitivity-top-k", "x"],
 ])
 def test_usage_errors_exit_2(argv, capsys):
     assert main(argv) == 2
@@ -109,3 +113,23 @@ def test_percentile_has_no_tensorrt_calibrator(small, tmp_path, monkeypatch, cap
             "--method", "percentile"]
     assert main(argv) == 1
     assert "use --method minmax or entropy for --cache" in _error_line(capsys)
+
+
+def test_an_onnx_whose_spec_disagrees_with_its_graph_is_one_line(small, tmp_path, capsys):
+    """D5: the metadata says 64x96, the graph takes 32x32: ONNX Runtime's InvalidArgument traceback."""
+    import onnx
+
+    from edgedepth.spec import ModelSpec
+
+    onnx_path, folder = small
+    model = onnx.load(str(onnx_path))
+    del model.metadata_props[:]
+    for key, value in ModelSpec(height=64, width=96, architecture="small-test-net").to_metadata_props().items():
+        model.metadata_props.add(key=key, value=value)
+    lie = tmp_path / "speclie.onnx"
+    onnx.save(model, str(lie))
+    out = tmp_path / "o.onnx"
+    assert main(["--onnx", str(lie), "--data", str(folder), "--output", str(out)]) == 1
+    line = _error_line(capsys)
+    assert "speclie.onnx" in line and "1x3x64x96" in line and "1x3x32x32" in line
+    assert not out.exists() and not (tmp_path / "o.report.json").exists()

@@ -50,12 +50,20 @@ def test_missing_checkpoint_is_one_line_and_exit_1(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [
     ["onnx", "--checkpoint", "x.pt", "--output", "m.onnx", "--height", "64"],
     ["onnx", "--checkpoint", "x.pt", "--output", "m.onnx", "--dynamic", "--batch", "4"],
+    ["onnx", "--checkpoint", "x.pt", "--output", "m.onnx", "--height", "100", "--width", "96"],  # D17: was 1
+    ["onnx", "--checkpoint", "x.pt", "--output", "m.onnx", "--height", "38400", "--width", "96"],
+    ["onnx", "--checkpoint", "x.pt", "--output", "m.onnx", "--opset", "5"],  # D17: was 1
+    ["onnx", "--checkpoint", "x.pt", "--output", "m.onnx", "--opset", "seventeen"],
     ["engine", "--onnx", "m.onnx", "--output", "m.engine", "--precision", "fp16", "--max-shape", "1x3x256"],
     ["engine", "--onnx", "m.onnx", "--output", "m.engine", "--precision", "bf16"],
+    ["engine", "--onnx", "m.onnx", "--output", "m.engine", "--precision", "fp16", "--workspace", "-1"],
+    ["engine", "--onnx", "m.onnx", "--output", "m.engine", "--precision", "fp16", "--dla-core", "-1"],
+    ["fp16", "--onnx", "m.onnx", "--data-max", "0"],
     [],
 ])
 def test_usage_errors_exit_2(argv, capsys):
     assert main(argv) == 2
+    assert "error:" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")

@@ -89,3 +89,35 @@ def test_read_spec_reads_the_metadata_of_a_file_or_a_model(tmp_path):
     onnx.save(model, str(tmp_path / "without.onnx"))
     with pytest.raises(SpecError, match="without.onnx"):
         onnx_info.read_spec(str(tmp_path / "without.onnx"))
+
+
+def _identity_model(shape, input_name="input") -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [input_name], ["depth"])], "g",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, shape)],
+    )
+    return helper.make_model(graph)
+
+
+@pytest.mark.parametrize("shape, input_name, match", [
+    ([1, 3, 480, 640], "input", r"spec says 1x3x64x96 \(NCHW\).*graph input 'input' is 1x3x480x640"),
+    ([1, 1, 64, 96], "input", "graph input 'input' is 1x1x64x96"),
+    ([1, 3, 64, 96], "image", r"spec names the input 'input'.*graph's inputs are \['image'\]"),
+])
+def test_a_spec_that_disagrees_with_the_graph_input_is_refused(tmp_path, shape, input_name, match):
+    """D5: a metadata spec of another size than the graph input made ONNX Runtime raise
+    InvalidArgument deep inside depth-calib and depth-export fp16."""
+    model = _identity_model(shape, input_name)
+    helper.set_model_props(model, ModelSpec(height=64, width=96).to_metadata_props())
+    onnx.save(model, str(tmp_path / "lie.onnx"))
+    with pytest.raises(SpecError, match=match) as caught:
+        onnx_info.read_spec(str(tmp_path / "lie.onnx"), against_graph=True)
+    assert "lie.onnx" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_dynamic_graph_input_agrees_with_any_spec_size():
+    model = _identity_model(["batch", 3, "height", "width"])
+    spec = ModelSpec(height=64, width=96, dynamic=True)
+    helper.set_model_props(model, spec.to_metadata_props())
+    assert onnx_info.read_spec(model, against_graph=True) == spec
