@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Union
@@ -25,18 +26,31 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # Named before it exists (not by mkstemp), so that a Ctrl-C or SIGTERM arriving just as it is
+    # created still finds it in ``tmp`` below; 64 random bits keep the name unique.
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
     try:
-        yield tmp
-        # mkstemp creates the file 0600; give the artifact the mode a plain open() would.
-        os.chmod(tmp, _default_file_mode())
-        _fsync_file(tmp)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
+        with _named(target):
+            yield tmp
+            # Created 0600 (as mkstemp does); give the artifact the mode a plain open() would.
+            os.chmod(tmp, _default_file_mode())
+            _fsync_file(tmp)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def _named(target: Path) -> Iterator[None]:
+    """An OSError without a file name (a write or fsync on a full disk) gets ``target``'s name."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or not exc.errno:
+            raise
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target)) from exc
 
 
 def _read_umask() -> int:
@@ -111,14 +125,20 @@ def check_writable(path: PathLike, option: str) -> None:
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{option} {target} is a folder; name a file inside it")
-    folder = _nearest_existing(target.parent if str(target.parent) else Path("."))
-    if not folder.is_dir():
-        raise UsageError(f"{option} {target}: {folder} is a file, not a folder; choose another path")
+    _probe_folder(target.parent if str(target.parent) else Path("."), option, target)
+
+
+def _probe_folder(folder: Path, option: str, named: Path) -> None:
+    """Create and remove a file in ``folder`` (or its nearest existing ancestor); UsageError naming
+    ``option`` and ``named`` (what the command line said) when that fails."""
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise UsageError(f"{option} {named}: {existing} is a file, not a folder; choose another path")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".edgedepth-write-probe.", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".edgedepth-write-probe.", dir=existing)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise UsageError(f"{option} {target}: cannot write in {folder} ({reason}); choose a writable folder") from exc
+        raise UsageError(f"{option} {named}: cannot write in {existing} ({reason}); choose a writable folder") from exc
     os.close(fd)
     os.unlink(probe)
 
@@ -129,7 +149,7 @@ def check_writable_folder(path: PathLike, option: str) -> None:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{option} {folder} is a file; name a folder")
-    check_writable(folder / ".edgedepth-probe", option)
+    _probe_folder(folder, option, folder)
 
 
 def check_outputs(outputs: Mapping[str, Optional[PathLike]], inputs: Mapping[str, Optional[PathLike]]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from edgedepth.cli import configure_logging, run_command
-from edgedepth.io import write_json_atomic, write_text_atomic
+from edgedepth.io import check_writable_folder, write_json_atomic, write_text_atomic
 
 #: The study's weight experiments followed by the four-way loss ablation.
 STUDY_CONFIGS = ("baseline", "grad_a", "grad_b", "grad_c", "ssi_only", "silog_only", "ssi_silog", "ssi_silog_grad")
@@ -78,6 +78,7 @@ def ablate_main(argv: Optional[List[str]] = None) -> int:
 def _ablate(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
     configure_logging()
     out_dir = Path(args.output_dir)
+    check_writable_folder(out_dir, "--output-dir")  # before the first of several trainings
     command = "depth-ablate " + " ".join(argv if argv is not None else sys.argv[1:])
     rows = []
     for name in args.configs:

@@ -9,10 +9,14 @@ reads it, and written atomically, so a run killed while saving leaves the previo
 """
 from __future__ import annotations
 
+import os
+import pickle
 import random
+import re
+import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 import numpy as np
 import torch
@@ -90,26 +94,105 @@ def save_checkpoint(
     }
     check_weights_only_safe(payload)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        _torch_save(payload, tmp, Path(path))
+
+
+def _torch_save(payload: Dict[str, Any], tmp: Path, path: Path) -> None:
+    """``torch.save`` into ``tmp``; a failed write raises the OSError (errno) naming ``path``, an
+    interrupt (Ctrl-C, SIGTERM) the KeyboardInterrupt.
+
+    torch writes a path through its own C++ stream, which reports a full disk as
+    ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``; through a Python file
+    the OSError itself is raised, chained under that RuntimeError. An interrupt in the middle of a
+    record is chained the same way, under the RuntimeError of closing the half-written archive.
+    """
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+    except (OSError, RuntimeError) as exc:
+        interrupt = _in_chain(exc, KeyboardInterrupt)
+        if interrupt is not None:
+            raise interrupt from None
+        cause = _in_chain(exc, OSError)
+        if cause is None or cause.errno is None:
+            raise
+        raise OSError(cause.errno, cause.strerror or os.strerror(cause.errno), str(path)) from exc
+
+
+ChainedError = TypeVar("ChainedError", bound=BaseException)
+
+
+def _in_chain(exc: BaseException, kind: Type[ChainedError]) -> Optional[ChainedError]:
+    """The first exception of type ``kind`` in ``exc``'s chain (itself, its cause or its context)."""
+    seen: List[BaseException] = []
+    current: Optional[BaseException] = exc
+    while current is not None and not any(current is other for other in seen):
+        if isinstance(current, kind):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: What torch's weights-only refusal names, and how to say it.
+_REFUSED = ((re.compile(r"GLOBAL ([\w.]+)"), "a reference to {}"),
+            (re.compile(r"Unsupported operand (\d+)"), "pickle opcode {} (not written by torch.save)"),
+            (re.compile(r"WeightsUnpickler error: *([^\n]+)"), "{}"))
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
+    lines = _ANSI_ESCAPE.sub("", str(exc)).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def _refused_what(exc: BaseException) -> Optional[str]:
+    """What torch's weights-only unpickler refused (``a reference to posix.system``), None for other failures."""
+    text = _ANSI_ESCAPE.sub("", str(exc))
+    if not isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" not in text:
+        return None
+    for pattern, phrase in _REFUSED:
+        found = pattern.search(text)
+        if found:
+            return phrase.format(found.group(1).strip())
+    return "an object that is not a tensor or a plain value"
+
+
+def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
+    refused = _refused_what(exc)
+    if refused is not None:
+        # Never advise weights_only=False, as torch's message does: for a file like this it runs the code inside.
+        return CheckpointError(
+            f"checkpoint {path} refused: it holds {refused}, which a checkpoint of tensors and plain values never "
+            "holds, and unpickling it could run code; edgedepth loads checkpoints with weights_only=True only: "
+            "use a .pt file depth-train wrote, from a source you trust"
+        )
+    return CheckpointError(
+        f"checkpoint {path} cannot be read ({type(exc).__name__}: {_first_line(exc)}): it is truncated, "
+        "corrupt or not a weights-only torch file; use an intact copy (e.g. the previous checkpoint)"
+    )
+
+
+def _missing(path: Path) -> CheckpointError:
+    if path.is_dir():
+        inside = next((p for p in (path / "checkpoints" / "best.pt", path / "best.pt") if p.is_file()), None)
+        hint = f"pass {inside}" if inside else "pass the .pt file inside it that depth-train wrote"
+        return CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file; {hint}")
+    return CheckpointError(f"checkpoint {path} not found; pass the .pt file depth-train wrote (runs/<name>/...)")
 
 
 def read_checkpoint(path: PathLike, map_location: MapLocation = "cpu") -> Dict[str, Any]:
     """The raw checkpoint dict, read with ``weights_only=True``; CheckpointError if unusable."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; pass the .pt file depth-train wrote (runs/<name>/...)")
+        raise _missing(path)
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # A plain pickle (not torch.save) makes torch warn about its protocol; the refusal says it all.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, refused global: all mean "unusable file"
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {_first_line(exc)}): it is truncated, "
-            "corrupt or not a weights-only torch file; use an intact copy (e.g. the previous checkpoint)"
-        ) from exc
+        raise _unreadable(path, exc) from exc
     _check_format(data, path)
     return data
 

@@ -83,11 +83,12 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from edgedepth.io import write_json_atomic
+    from edgedepth.io import check_outputs, write_json_atomic
     from edgedepth.metrics import format_metrics_table
     from edgedepth.training.evaluate import evaluate_checkpoint
 
     configure_logging()
+    check_outputs({"--output": args.output}, {"--checkpoint": args.checkpoint, "--config": args.config})
     result = evaluate_checkpoint(args.checkpoint, config=args.config, overrides=args.overrides, split=args.split)
     print(format_metrics_table({Path(args.checkpoint).name: result["metrics"]}))
     if args.output:

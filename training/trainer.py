@@ -23,7 +23,8 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from edgedepth.errors import EdgeDepthError
+from edgedepth.errors import EdgeDepthError, UsageError
+from edgedepth.io import check_writable_folder
 from edgedepth.spec import ModelSpec
 from edgedepth.training.checkpoint import read_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from edgedepth.training.config import config_to_dict, save_config, spec_from_config
@@ -156,6 +157,8 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir or cfg.train.output_dir)
         self.dist = dist_info_from_env()
+        if self.dist.is_main:  # refused before any work: the first checkpoint may be an hour away
+            check_writable_folder(self.run_dir, "--resume" if resume else "train.output_dir")
         self._init_distributed()
         self.device = select_device(cfg.train.device, self.dist)
         self.amp_dtype = select_amp_dtype(cfg.train.amp, self.device)
@@ -215,6 +218,12 @@ class Trainer:
 
     def _load_resume_state(self) -> None:
         path = self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+        if not path.exists():
+            raise UsageError(
+                f"--resume {self.run_dir}: the run has no checkpoint yet ({CHECKPOINT_DIR}/{LAST_CHECKPOINT} is first "
+                f"written at step {self.cfg.train.checkpoint_every}; was it stopped before?); start it again without "
+                f"--resume: depth-train --config {self.run_dir / 'config.yaml'}"
+            )
         ckpt = read_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -407,6 +416,7 @@ class Trainer:
             self._save(BEST_CHECKPOINT)
         self._tensorboard.add_scalar("train/seconds", seconds, self.state.step)
         self._tensorboard.close()
+        self.writer = None
         metrics = dict(metrics, train_seconds=seconds, nonfinite_skipped=self.state.nonfinite_total)
         return metrics
 
@@ -435,6 +445,18 @@ class Trainer:
             norm.momentum = momentum
 
     def close(self) -> None:
-        """Leave the process group (torchrun jobs)."""
+        """Release what a run holds, also after an error or an interrupt: the TensorBoard writer
+        (its last events flushed), the DataLoader worker processes and the process group (torchrun)."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError as exc:  # a full disk already failed the run; keep its error, not this one
+                log.warning("TensorBoard events in %s not flushed: %s", self.run_dir / "tb", exc)
+        for loader in (self.train_loader, self.val_loader):
+            # Persistent workers live as long as the loader's iterator; torch has no public call to stop them.
+            shutdown = getattr(getattr(loader, "_iterator", None), "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
         if self.dist.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -1,7 +1,13 @@
 """Checkpoints: round trip, weights_only loading, atomic writes, and refusing broken files."""
 from __future__ import annotations
 
+import argparse
+import os
+import pickle
 import random
+import signal
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,9 +79,8 @@ def test_save_killed_midway_keeps_previous_checkpoint(trained, tmp_path, monkeyp
     save_checkpoint(path, model, SPEC, step=1)
     before = path.read_bytes()
 
-    def dies_halfway(obj, f):
-        with open(f, "wb") as handle:
-            handle.write(before[: len(before) // 2])
+    def dies_halfway(obj, handle):
+        handle.write(before[: len(before) // 2])
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", dies_halfway)
@@ -83,6 +88,31 @@ def test_save_killed_midway_keeps_previous_checkpoint(trained, tmp_path, monkeyp
         save_checkpoint(path, model, SPEC, step=2)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_sigterm_at_any_moment_of_a_save_is_an_interrupt_that_leaves_no_partial_file(trained, tmp_path):
+    """A signal in the middle of a record used to surface as torch's RuntimeError ("enforce fail ...
+    unexpected pos") raised while closing the half-written archive: a traceback instead of exit 130."""
+    from edgedepth.cli import stop_signals_as_interrupt
+
+    model, optimizer = trained
+    path = tmp_path / "last.pt"
+    outcomes = set()
+    for delay in (0.0, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16):
+        path.unlink(missing_ok=True)
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
+        try:
+            with stop_signals_as_interrupt():
+                timer.start()
+                save_checkpoint(path, model, SPEC, optimizer=optimizer.state_dict(), step=1)
+                timer.join()  # the signal lands after the save: still inside the handler
+                outcomes.add("finished")
+        except KeyboardInterrupt:
+            outcomes.add("interrupted")
+        assert [p.name for p in tmp_path.iterdir()] in ([], ["last.pt"]), "no temporary file is left"
+        if path.exists():
+            assert read_checkpoint(path)["step"] == 1
+    assert "interrupted" in outcomes
 
 
 def test_truncated_checkpoint_is_refused_in_one_line(saved, tmp_path):
@@ -97,6 +127,54 @@ def test_truncated_checkpoint_is_refused_in_one_line(saved, tmp_path):
 def test_missing_checkpoint_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         read_checkpoint(tmp_path / "nope.pt")
+
+
+def test_a_folder_passed_as_the_checkpoint_is_named_a_folder_with_the_file_inside(saved, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.pt").write_bytes(saved.read_bytes())
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(run)
+    assert "is a folder" in str(err.value) and str(run / "checkpoints" / "best.pt") in str(err.value)
+    assert "not found" not in str(err.value)
+
+
+class RunsACommand:
+    """What a malicious checkpoint holds: unpickling it calls os.system."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"echo pwned > {self.marker}",))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle"])
+def test_a_malicious_checkpoint_is_refused_naming_the_global_never_advising_an_unsafe_load(writer, tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    payload = {"format": "edgedepth-checkpoint", "format_version": 1, "model": RunsACommand(marker)}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    message = str(err.value)
+    assert "posix.system" in message and str(path) in message and "\n" not in message
+    assert "weights_only=False" not in message.replace("`", "").replace(" set to ", "=")
+    assert "will likely succeed" not in message
+    assert not marker.exists(), "the payload never ran"
+
+
+def test_a_checkpoint_holding_a_python_object_is_refused_without_terminal_escapes(tmp_path):
+    path = tmp_path / "namespace.pt"
+    torch.save({"args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    message = str(err.value)
+    assert "argparse.Namespace" in message and "\x1b" not in message and "\n" not in message
+    assert "will likely succeed" not in message
 
 
 def test_bare_state_dict_is_not_an_edgedepth_checkpoint(tmp_path):

@@ -10,14 +10,15 @@ from __future__ import annotations
 import difflib
 import os
 import random
-from typing import Any, Callable, Dict, Optional, Tuple
+import re
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from edgedepth.errors import ConfigError, DataError
+from edgedepth.errors import ConfigError, DataError, EdgeDepthError
 from edgedepth.spec import ModelSpec
 from edgedepth.training.data.augment import PreparedDataset, read_field
 from edgedepth.training.data.base import DepthDataset
@@ -154,8 +155,67 @@ def build_dataloader(dataset: Dataset, batch_size: int, shuffle: bool = False, n
     )
     generator = torch.Generator()
     generator.manual_seed(int(seed))
-    return DataLoader(
+    return WorkerErrorLoader(
         dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
         num_workers=num_workers, worker_init_fn=seed_worker, generator=generator,
         persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(), drop_last=drop_last,
     )
+
+
+_OS_ERROR_TEXT = re.compile(r"\[Errno (\d+)\] (.*?)(?:: '(.*)')?$")
+
+
+def unwrap_worker_error(exc: BaseException) -> BaseException:
+    """The error a DataLoader worker raised, with its own message.
+
+    torch re-raises a worker's exception in the main process as the same type, but with the
+    worker's whole traceback as its message ("Caught DataError in DataLoader worker process 0.
+    Original Traceback ..."): here the message is the traceback's last line again. Other
+    exceptions are returned unchanged.
+    """
+    text, kind = str(exc), type(exc)
+    if not text.startswith("Caught ") or "\nOriginal Traceback" not in text:
+        return exc
+    for prefix in (f"\n{kind.__module__}.{kind.__qualname__}: ", f"\n{kind.__qualname__}: "):
+        at = text.rfind(prefix)
+        if at >= 0:
+            return _rebuild(kind, text[at + len(prefix):].strip()) or exc
+    return exc
+
+
+def _rebuild(kind: type, message: str) -> Optional[BaseException]:
+    found = _OS_ERROR_TEXT.match(message) if issubclass(kind, OSError) else None
+    try:
+        return kind(int(found[1]), found[2], *([found[3]] if found[3] else [])) if found else kind(message)
+    except Exception:  # an exception type that takes other arguments: keep torch's
+        return None
+
+
+class _UnwrappedWorkerErrors:
+    """Iterates a DataLoader iterator, re-raising worker errors with their own message."""
+
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self._iterator = iterator
+
+    def __iter__(self) -> "_UnwrappedWorkerErrors":
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._iterator)
+        except (EdgeDepthError, OSError) as exc:
+            unwrapped = unwrap_worker_error(exc)
+            if unwrapped is exc:
+                raise
+            raise unwrapped from exc
+
+    def __len__(self) -> int:
+        return len(self._iterator)  # type: ignore[arg-type]
+
+
+class WorkerErrorLoader(DataLoader):
+    """A DataLoader whose worker errors read as they would without workers: one line (a corrupt
+    file is named by the DataError its reader raised, not by 40 lines of worker traceback)."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return _UnwrappedWorkerErrors(super().__iter__())
