@@ -172,7 +172,19 @@ def _parse(text: str, source: str) -> Any:
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"budget file {source} is not valid YAML ({exc}); see {SHIPPED_NAME}") from exc
+        message = yaml_error_text(exc)
+        raise ConfigError(f"budget file {source} is not valid YAML ({message}); see {SHIPPED_NAME}") from exc
+
+
+def yaml_error_text(exc: Exception) -> str:
+    """A YAML error on one line: what is wrong and where (``expected ',' or ']', but got '<stream end>'
+    at line 3, column 1``), without PyYAML's copy of the offending line and its caret."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if not problem:
+        return " ".join(str(exc).split()[:40])
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def _read_yaml(path: Path) -> Any:

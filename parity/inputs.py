@@ -134,7 +134,10 @@ def builtin_inputs(spec: ModelSpec) -> InputSet:
 
 
 def _file_source(source: str) -> ImageSource:
-    media = open_media(source)
+    try:
+        media = open_media(source)
+    except EdgeDepthError as exc:  # e.g. a video OpenCV cannot decode: a file the command line names
+        raise ParityUsageError(f"--images {source!r}: {exc}") from exc
     if media is not None:
         return media
     if glob.has_magic(source):
@@ -160,8 +163,11 @@ def image_inputs(source: str, max_images: int = DEFAULT_MAX_IMAGES) -> InputSet:
     indices = evenly_spaced(len(opened), max_images)
 
     def items() -> Iterator[ParityInput]:
-        for name, image in opened.read(indices):
-            yield ParityInput(_display_name(name, source), image, opened.input_order)
+        try:
+            for name, image in opened.read(indices):
+                yield ParityInput(_display_name(name, source), image, opened.input_order)
+        except EdgeDepthError as exc:
+            raise ParityUsageError(f"--images {source!r}: {exc}") from exc
 
     return InputSet(f"{opened.description}, {len(indices)} used", "images", len(indices), items)
 

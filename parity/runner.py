@@ -224,6 +224,21 @@ def _check_options(options: ParityOptions) -> None:
     if options.reference_device not in REFERENCE_DEVICES:
         raise ParityUsageError(f"--reference-device {options.reference_device!r}: "
                                f"use one of {', '.join(REFERENCE_DEVICES)}")
+    _check_report_dir(options)
+
+
+def _check_report_dir(options: ParityOptions) -> None:
+    """The report can be written, and overwrites no input: checked before any model runs."""
+    from edgedepth.io import check_outputs, check_writable_folder
+
+    report_dir = Path(options.report_dir)
+    check_writable_folder(report_dir, "--report-dir")
+    if options.pictures:
+        check_writable_folder(report_dir / "pictures", "--report-dir")
+    inputs = {"--checkpoint": options.checkpoint, "--budget": options.budget, "--images": options.images,
+              **{f"--candidates {path}": path for path in options.candidates}}
+    check_outputs({"--report-dir (report.json)": report_dir / "report.json",
+                   "--report-dir (report.md)": report_dir / "report.md"}, inputs)
 
 
 # --------------------------------------------------------------------------- backends
@@ -304,11 +319,25 @@ def _keep_snapshots(run: CandidateRun, row: Dict[str, Any], snapshot: Snapshot, 
             run.worst[figure] = (score, snapshot)
 
 
+def _infer_candidate(run: CandidateRun, backend: Any, batch: np.ndarray) -> Tuple[np.ndarray, float]:
+    """The candidate's depth; on its first input a failure (e.g. depth of another shape) means it
+    cannot be compared at all: a usage error, as a candidate of another input size is. Later
+    failures are the candidate failing while it runs (exit 1)."""
+    from edgedepth.errors import EdgeDepthError
+
+    if run.comparison.per_input:
+        return _infer(backend, batch)
+    try:
+        return _infer(backend, batch)
+    except EdgeDepthError as exc:
+        raise ParityUsageError(f"candidate {run.artifact.path} cannot be compared with the checkpoint: {exc}") from exc
+
+
 def _measure_candidate(run: CandidateRun, backend: Any, item: ParityInput, spec: ModelSpec, ref_batch: np.ndarray,
                        ref_depth: np.ndarray, task_options: Optional[Dict[str, Any]]) -> None:
     same = run.feed.preprocessing_key() == spec.preprocessing_key()
     batch = ref_batch if same else preprocess(item.image, run.feed, item.input_order)
-    depth, seconds = _infer(backend, batch)
+    depth, seconds = _infer_candidate(run, backend, batch)
     run.inference_s += seconds
     judged = run.judges(item)
     extra: Dict[str, Any] = {"group": item.group, "judged": judged}

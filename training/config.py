@@ -23,6 +23,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from edgedepth.budget import yaml_error_text
 from edgedepth.errors import ConfigError, SpecError
 from edgedepth.metrics import ALIGNMENTS, CROPS
 from edgedepth.spec import ModelSpec, check_input_size
@@ -320,7 +321,7 @@ def _read_yaml(path: Path, chain: tuple = ()) -> Dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(f"config {path} is not valid YAML: {yaml_error_text(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must hold a mapping of sections, got {type(data).__name__}")
     bases = data.pop(BASE_KEY, None) or []

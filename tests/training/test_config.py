@@ -67,6 +67,15 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
         load_config(path)
 
 
+def test_a_config_that_is_not_yaml_says_where_in_one_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train:\n  steps: 10\n lr: [0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message and "line 3, column" in message and "\n" not in message and "^" not in message
+
+
 @pytest.mark.parametrize(
     "override,message",
     [
