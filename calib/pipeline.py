@@ -27,8 +27,8 @@ from edgedepth.calib.calibration_set import (
 from edgedepth.calib.errors import BudgetFailed, CalibrationError
 from edgedepth.calib.quantize import Quantized, always_kept, quantize_and_check
 from edgedepth.calib.quantizers import graph_batch_size
-from edgedepth.calib.report import CalibrationReport, report_paths, write_report
-from edgedepth.calib.request import CalibrationRequest, check_request, over_budget_path, resolved_target
+from edgedepth.calib.report import CalibrationReport, write_report
+from edgedepth.calib.request import CalibrationRequest, check_request, over_budget_path, report_targets, resolved_target
 from edgedepth.calib.sensitivity import KeptNodes
 from edgedepth.export import conformance, onnx_info
 from edgedepth.io import atomic_path, sha256_file
@@ -224,21 +224,12 @@ def calibrate(request: CalibrationRequest, log: Log = print) -> CalibrationRepor
         timings["tensorrt_cache"] = time.perf_counter() - cache_started
     timings["total"] = time.perf_counter() - started
     report = assemble_report(request, cset, quantized, outputs, trt_target, source_sha256, created_at, timings)
-    json_path, md_path = _report_targets(request)
+    json_path, md_path = report_targets(request)
     write_report(report, json_path, md_path)
     log(f"report: {json_path} and {md_path}")
     if not report.passed:
         raise BudgetFailed(_failure_message(report, md_path), report)
     return report
-
-
-def _report_targets(request: CalibrationRequest) -> Tuple[Path, Path]:
-    """``--report r.json`` (or ``r``) -> (r.json, r.md); by default beside the output (:func:`report_paths`)."""
-    if request.report:
-        return Path(request.report).with_suffix(".json"), Path(request.report).with_suffix(".md")
-    written = request.output or request.cache
-    assert written is not None, "check_request refuses a request with neither --output nor --cache"
-    return report_paths(written)
 
 
 def _failure_message(report: CalibrationReport, md_path: Path) -> str:

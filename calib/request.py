@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from edgedepth.budget import Budget
 from edgedepth.calib.budget import int8_budget
-from edgedepth.calib.calibration_set import DEFAULT_NUM_EVAL, DEFAULT_NUM_IMAGES
+from edgedepth.calib.calibration_set import DEFAULT_NUM_EVAL, DEFAULT_NUM_IMAGES, set_sidecar_path
 from edgedepth.calib.errors import CalibrationError, CalibrationRequestError
 from edgedepth.calib.quantizers import METHODS
+from edgedepth.calib.report import report_paths
 from edgedepth.calib.sensitivity import DEFAULT_MAX_FALLBACK, DEFAULT_TOP_K
+from edgedepth.io import check_outputs
 from edgedepth.trt.generation import TrtTarget, default_target
 
 Log = Callable[[str], None]
@@ -58,8 +60,6 @@ def check_request(request: CalibrationRequest) -> None:
         raise CalibrationRequestError(
             "nothing to write: pass --output model.int8.onnx (Q/DQ ONNX) and/or --cache model.calib (TensorRT cache)"
         )
-    if request.output and Path(request.output).resolve() == Path(request.onnx).resolve():
-        raise CalibrationRequestError(f"--output {request.output} would overwrite the FP32 --onnx; choose another name")
     if bool(request.data) == bool(request.load_set):
         raise CalibrationRequestError(
             "pass calibration images with --data SOURCE or a saved set with --load-set FILE.npy (one of them)"
@@ -74,8 +74,49 @@ def check_request(request: CalibrationRequest) -> None:
         raise CalibrationRequestError(
             f"--max-fallback {request.max_fallback} / --sensitivity-top-k {request.top_k} must be >= 0"
         )
+    check_outputs(output_paths(request), input_paths(request))
     if request.cache:
         _check_tensorrt_request(request.method)
+
+
+def report_targets(request: CalibrationRequest) -> Tuple[Path, Path]:
+    """``--report r.json`` (or ``r``) -> (r.json, r.md); by default beside the output (:func:`report_paths`)."""
+    if request.report:
+        return Path(request.report).with_suffix(".json"), Path(request.report).with_suffix(".md")
+    written = request.output or request.cache
+    assert written is not None, "check_request refuses a request with neither --output nor --cache"
+    return report_paths(written)
+
+
+def output_paths(request: CalibrationRequest) -> Dict[str, Optional[Path]]:
+    """Every file a run may write, by the option that names it (the report always; the others when asked)."""
+    from edgedepth.calib.legacy import cache_sidecar_path
+
+    output, cache, save_set = request.output, request.cache, request.save_set
+    json_path, md_path = report_targets(request)
+    return {
+        "--output": output,
+        "--keep-failed's over-budget graph": over_budget_path(Path(output)) if output and request.keep_failed else None,
+        "--cache": cache,
+        "--cache's key file": cache_sidecar_path(cache) if cache else None,
+        "--save-set": save_set,
+        "--save-set's key file": set_sidecar_path(save_set) if save_set else None,
+        "--report": json_path,
+        "--report (Markdown)": md_path,
+    }
+
+
+def input_paths(request: CalibrationRequest) -> Dict[str, Optional[Path]]:
+    """Every file a run reads that the command line names (none may be written)."""
+    load_set = request.load_set
+    inputs: Dict[str, Optional[Path]] = {
+        "--onnx": Path(request.onnx),
+        "--load-set": load_set,
+        "--load-set's key file": set_sidecar_path(load_set) if load_set else None,
+    }
+    for option, sources in (("--data", request.data), ("--eval-data", request.eval_data)):
+        inputs.update({f"{option} {source}": Path(source) for source in sources if Path(source).is_file()})
+    return inputs
 
 
 def _check_tensorrt_request(method: str) -> None:

@@ -58,7 +58,7 @@ def test_missing_onnx_is_a_one_line_failure(tmp_path, capsys):
 def test_output_may_not_overwrite_the_fp32_model(small, capsys):
     onnx_path, folder = small
     assert main(["--onnx", str(onnx_path), "--data", str(folder), "--output", str(onnx_path)]) == 2  # usage
-    assert "would overwrite the FP32 --onnx" in _error_line(capsys)
+    assert "is the --onnx file: it would be overwritten" in _error_line(capsys)
 
 
 def test_an_int8_model_is_refused_as_input(small, tmp_path, capsys):
