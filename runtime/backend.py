@@ -9,11 +9,11 @@ from __future__ import annotations
 import abc
 import importlib
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from edgedepth.errors import BackendError
+from edgedepth.errors import BackendError, UsageError
 from edgedepth.spec import ModelSpec
 
 #: Backend name -> file suffixes it runs.
@@ -23,6 +23,12 @@ BACKEND_SUFFIXES: Dict[str, Tuple[str, ...]] = {
     "pytorch": (".pt", ".pth", ".ckpt"),
 }
 BACKEND_CHOICES = ("auto",) + tuple(BACKEND_SUFFIXES)
+#: Backend name -> the options its constructor takes (besides the model path).
+BACKEND_OPTIONS: Dict[str, Tuple[str, ...]] = {
+    "tensorrt": ("cuda_library",),
+    "onnxruntime": ("providers", "threads", "trt_cache_dir"),
+    "pytorch": ("device", "threads"),
+}
 
 #: Backend name -> "module:class", imported only when that backend is chosen.
 _BACKEND_CLASSES = {
@@ -153,9 +159,27 @@ def open_backend(model_path: str, backend: str = "auto", **options: Any) -> Back
     name = resolve_backend(str(model_path), backend)
     if not Path(model_path).is_file():
         raise BackendError(f"model file {str(model_path)!r} does not exist; expected {accepted_types()}")
+    options = _drop_none(options)
+    check_backend_options(name, options)
     module_name, class_name = _BACKEND_CLASSES[name].split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
-    return backend_class(str(model_path), **_drop_none(options))
+    return backend_class(str(model_path), **options)
+
+
+def backends_taking(option: str) -> List[str]:
+    """Names of the backends whose constructor takes ``option``."""
+    return [name for name, accepted in BACKEND_OPTIONS.items() if option in accepted]
+
+
+def check_backend_options(backend: str, options: Dict[str, Any]) -> None:
+    """Raise UsageError naming an option ``backend`` does not take, and the backends that do."""
+    for option in options:
+        if option not in BACKEND_OPTIONS[backend]:
+            takers = ", ".join(backends_taking(option)) or "no backend"
+            raise UsageError(
+                f"the {backend} backend takes no {option!r} option (only {', '.join(BACKEND_OPTIONS[backend])}); "
+                f"{option!r} is for {takers}"
+            )
 
 
 def _drop_none(options: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,30 +1,71 @@
 """``depth-run`` (live depth from a camera, stream or file) and ``depth-bench`` (backend speed).
 
 Errors end the command with one line on stderr (edgedepth.cli.run_command): exit 2 for a usage
-error, 1 for a failure, 130 when interrupted before streaming (once streaming, Ctrl-C, SIGTERM
-and SIGHUP end the run normally: outputs finalised, exit 0).
+error (outputs are checked before any work), 1 for a failure, 130 when interrupted before
+streaming. Once streaming, Ctrl-C, SIGTERM and SIGHUP end the run after the frame being rendered:
+outputs finalised, exit 0.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
 import os
+import re
+import signal
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from edgedepth.cli import configure_logging, non_negative_int, positive_float, positive_int, run_command
+from edgedepth.cli import (
+    STOP_SIGNALS,
+    configure_logging,
+    describe_os_error,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_command,
+)
 from edgedepth.colormap import COLORMAPS
-from edgedepth.io import write_json_atomic
-from edgedepth.runtime.backend import BACKEND_CHOICES, Backend, open_backend
+from edgedepth.errors import UsageError
+from edgedepth.io import check_outputs, check_writable_folder, same_file, write_json_atomic
+from edgedepth.runtime.backend import (
+    BACKEND_CHOICES,
+    BACKEND_SUFFIXES,
+    Backend,
+    backends_taking,
+    open_backend,
+    resolve_backend,
+)
 from edgedepth.runtime.bench import benchmark_backend, environment, frames_from_source, make_batches, synthetic_frames
 from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineError, PipelineOptions, RunResult
 from edgedepth.runtime.sinks import DEPTH_FORMATS, DepthWriter, VideoSink, WindowSink, display_decision, probe_window
-from edgedepth.runtime.sources import FLIP_METHODS, ReconnectPolicy, Source, SourceOptions, open_source, redact_url
+from edgedepth.runtime.sources import (
+    FLIP_METHODS,
+    ReconnectPolicy,
+    Source,
+    SourceOptions,
+    image_paths,
+    open_source,
+    redact_url,
+)
 from edgedepth.runtime.stats import format_summary
 
 LOG = logging.getLogger("edgedepth.runtime")
 #: Exit reasons that are a normal end of a run (exit status 0).
 CLEAN_EXITS = ("end_of_stream", "max_frames", "user_quit", "interrupted")
+#: What --device takes: the PyTorch backend's cpu, cuda, cuda:N.
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
+#: Backend options on the command line -> the backend constructor's option they set.
+_BACKEND_FLAGS = {"--threads": "threads", "--providers": "providers", "--device": "device"}
+#: Why a backend takes no --device, and what to use instead.
+_DEVICE_HINTS = {
+    "onnxruntime": "ONNX Runtime picks its device with --providers, e.g. CUDAExecutionProvider,CPUExecutionProvider",
+    "tensorrt": "a TensorRT engine runs on the GPU it was built for",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,7 +86,7 @@ def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     add("--backend", choices=BACKEND_CHOICES, default="auto", help="auto picks by the model's file type")
     add("--threads", type=positive_int, help="CPU threads for ONNX Runtime / PyTorch inference")
     add("--providers", help="ONNX Runtime providers, comma-separated (default: TensorRT > CUDA > CPU)")
-    add("--device", help="PyTorch device (cpu, cuda, cuda:1; default cuda when available)")
+    add("--device", help="PyTorch checkpoints only: cpu, cuda or cuda:N (default cuda when available)")
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +139,44 @@ def _check_run_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"--camera-fourcc {args.camera_fourcc!r} must be 1-4 characters, e.g. MJPG")
     if args.flip not in FLIP_METHODS and not (args.flip.isdigit() and int(args.flip) < len(FLIP_METHODS)):
         parser.error(f"--flip {args.flip!r}: use 0-7 or one of {', '.join(FLIP_METHODS)}")
+
+
+def check_backend_args(args: argparse.Namespace) -> None:
+    """Refuse (UsageError, before any work) a --device that is no device, and --device, --threads or
+    --providers given for a model whose backend does not take it."""
+    if args.device is not None and not DEVICE_PATTERN.fullmatch(args.device):
+        raise UsageError(f"--device {args.device!r} is not a device: use cpu, cuda or cuda:N (N = GPU index); "
+                         f"it applies to {_takers('device')} only")
+    given = [flag for flag, option in _BACKEND_FLAGS.items() if getattr(args, option)]
+    if not given:
+        return
+    backend = resolve_backend(args.model, args.backend)
+    for flag in given:
+        option = _BACKEND_FLAGS[flag]
+        if backend not in backends_taking(option):
+            hint = f" ({_DEVICE_HINTS[backend]})" if option == "device" else ""
+            raise UsageError(f"{flag} applies to {_takers(option)} only; {args.model} runs on {backend}{hint}: "
+                             f"drop {flag}")
+
+
+def _takers(option: str) -> str:
+    """``pytorch (.pt/.pth/.ckpt)``: the backends taking ``option``, with their model files."""
+    return " and ".join(f"{name} ({'/'.join(BACKEND_SUFFIXES[name])})" for name in backends_taking(option))
+
+
+def check_run_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output that is an input (the source video, the model), two
+    outputs on one file, an output folder that cannot be written, and a --save-depth folder that
+    holds the input images (their depth files would replace or join them)."""
+    inputs = {"--input": args.input, "--model": args.model}
+    check_outputs({"--output": args.output, "--stats-json": args.stats_json}, inputs)
+    if args.save_depth is None:
+        return
+    check_writable_folder(args.save_depth, "--save-depth")
+    if args.input is not None and any(same_file(Path(image).parent, args.save_depth)
+                                      for image in image_paths(args.input)):
+        raise UsageError(f"--save-depth {args.save_depth} holds the --input images: their depth files would "
+                         "replace or mix with them; choose another folder")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +233,7 @@ def _fourcc_for(path: str) -> str:
     return "MJPG" if path.lower().endswith((".avi", ".mkv")) else "mp4v"
 
 
-def _stats_document(args: argparse.Namespace, backend: Backend, result: RunResult) -> Dict[str, Any]:
+def _stats_document(args: argparse.Namespace, backend: Backend, source: Source, result: RunResult) -> Dict[str, Any]:
     spec = backend.spec
     return {
         "model": os.path.abspath(args.model),
@@ -163,11 +242,14 @@ def _stats_document(args: argparse.Namespace, backend: Backend, result: RunResul
         "source": redact_url(args.camera or args.input),
         "model_input": [spec.height, spec.width],
         **result.to_dict(),
+        # What the input announced (per pass; None for live sources) against what it gave.
+        "source_frames": {"expected": source.expected_frames, "delivered": source.counters.delivered},
+        "warnings": list(source.warnings),
         "environment": environment(),
     }
 
 
-def _report(args: argparse.Namespace, backend: Backend, result: RunResult) -> None:
+def _report(args: argparse.Namespace, backend: Backend, source: Source, result: RunResult) -> None:
     if not args.quiet:
         frames = result.frames
         print(format_summary(result.stages_ms))
@@ -176,7 +258,49 @@ def _report(args: argparse.Namespace, backend: Backend, result: RunResult) -> No
             f"{frames['corrupt']} corrupt) at {result.fps:.2f} fps; stopped: {result.exit_reason}"
         )
     if args.stats_json:
-        write_json_atomic(args.stats_json, _stats_document(args, backend, result))
+        write_json_atomic(args.stats_json, _stats_document(args, backend, source, result))
+
+
+def _report_failed_run(args: argparse.Namespace, backend: Backend, source: Source, result: RunResult) -> None:
+    """The stats of a run that failed; a stats file that cannot be written (the same full disk) is
+    logged, so the run's own error is the one reported."""
+    try:
+        _report(args, backend, source, result)
+    except OSError as exc:
+        LOG.error("the stats were not written: %s", describe_os_error(exc))
+
+
+def _require_a_frame(result: RunResult, uri: str) -> RunResult:
+    """An input that ended without one decodable frame failed, whatever its files were called."""
+    frames = result.frames
+    if result.exit_reason != "end_of_stream" or frames["processed"]:
+        return result
+    detail = f"{frames['corrupt']} of {frames['read']} unreadable" if frames["corrupt"] else "it gave no frame"
+    message = (f"no frame of {redact_url(uri)} could be decoded ({detail}); check that it opens in an image viewer, "
+               "or `ffprobe FILE` for a video")
+    raise PipelineError(message, dataclasses.replace(result, exit_reason="error", error=message))
+
+
+@contextlib.contextmanager
+def stop_between_frames(pipeline: DepthPipeline) -> Iterator[None]:
+    """While streaming, a first Ctrl-C, SIGTERM or SIGHUP ends the run after the frame being rendered,
+    so the video, the depth files and the stats agree on the frame count; a second one interrupts
+    at once (KeyboardInterrupt: outputs are still finalised)."""
+    if threading.current_thread() is not threading.main_thread():  # signals can only be set there
+        yield
+        return
+
+    def _request_stop(signum: int, frame: Optional[FrameType]) -> None:
+        if pipeline.stop_requested:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        pipeline.request_stop()
+
+    previous = {sig: signal.signal(sig, _request_stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stream(args: argparse.Namespace) -> int:
@@ -194,11 +318,13 @@ def _stream(args: argparse.Namespace) -> int:
             )
             pipeline = DepthPipeline(source, backend, _make_outputs(args, source), options)
             try:
-                result = pipeline.run()
+                with stop_between_frames(pipeline):
+                    result = pipeline.run()
+                result = _require_a_frame(result, uri)
             except PipelineError as exc:  # the stats of what ran are still written
-                _report(args, backend, exc.result)
+                _report_failed_run(args, backend, source, exc.result)
                 raise
-            _report(args, backend, result)
+            _report(args, backend, source, result)
     return 0 if result.exit_reason in CLEAN_EXITS else 1
 
 
@@ -209,6 +335,8 @@ def run_main(argv: Optional[List[str]] = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     configure_logging(args.quiet)
+    check_backend_args(args)
+    check_run_outputs(args)
     return _stream(args)
 
 
@@ -257,6 +385,8 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
 
 def _bench_command(args: argparse.Namespace) -> int:
     configure_logging(quiet=True)
+    check_backend_args(args)
+    check_outputs({"--json": args.json}, {"--model": args.model, "--input": args.input})
     report = _bench(args)
     latency = report["latency_ms"]
     print(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,6 +49,21 @@ def provider_entries(providers: Sequence[str], trt_cache_dir: Optional[Path] = N
     return entries
 
 
+def check_input_shape(shape: Sequence[Any], spec: ModelSpec, model_path: str) -> None:
+    """Raise BackendError unless the graph's input is N x 3 x H x W with every static dimension
+    equal to the spec's (symbolic ones take anything): a metadata spec edited or copied from
+    another export would otherwise fail on every frame with ONNX Runtime's InvalidArgument."""
+    expected = spec.input_shape[1:]  # (3, H, W)
+    if len(shape) == 4 and all(not isinstance(dim, int) or dim == want for dim, want in zip(shape[1:], expected)):
+        return
+    # Worded as depth-export's and depth-calib's check (export/onnx_info.py), which needs the onnx package.
+    raise BackendError(
+        f"{model_path}: its model spec says 1x3x{spec.height}x{spec.width} (NCHW) but the graph input "
+        f"{spec.input_name!r} is {'x'.join(str(dim) for dim in shape)}; the spec was edited or belongs to another "
+        "model: re-export it with `depth-export onnx`"
+    )
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs an edgedepth ONNX file (spec from its metadata) with ONNX Runtime."""
 
@@ -68,7 +83,7 @@ class OnnxRuntimeBackend(Backend):
         # depth-run and depth-parity run the Q/DQ graph as written (and as TensorRT will).
         self._session = open_session(model_path, providers=entries, threads=int(threads or 0))
         super().__init__(self._read_spec(model_path), model_path)
-        self._input_name, self._batch_dim = self._check_io()
+        self._input_name, self._batch_dim, self._input_dtype = self._check_io()
 
     def _read_spec(self, model_path: str) -> ModelSpec:
         # Read through onnxruntime so a Jetson runtime install needs no `onnx` package.
@@ -84,7 +99,7 @@ class OnnxRuntimeBackend(Backend):
     def detail(self) -> str:
         return f"onnxruntime ({self.providers[0]})"
 
-    def _check_io(self) -> Tuple[str, Optional[int]]:
+    def _check_io(self) -> Tuple[str, Optional[int], Any]:
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         input_names = [item.name for item in inputs]
         if self.spec.input_name not in input_names:
@@ -96,8 +111,12 @@ class OnnxRuntimeBackend(Backend):
                 f"{self.model_path} has outputs {[o.name for o in outputs]} but its spec names "
                 f"{self.spec.output_name!r}; re-export it"
             )
-        batch_dim = inputs[input_names.index(self.spec.input_name)].shape[0]
-        return self.spec.input_name, batch_dim if isinstance(batch_dim, int) else None
+        graph_input = inputs[input_names.index(self.spec.input_name)]
+        check_input_shape(list(graph_input.shape), self.spec, self.model_path)
+        batch_dim = graph_input.shape[0]
+        # A graph with FP16 inputs (AutoCast keep_io_types=False) is fed FP16, as the TensorRT backend does.
+        dtype = np.float16 if graph_input.type == "tensor(float16)" else np.float32
+        return self.spec.input_name, batch_dim if isinstance(batch_dim, int) else None, dtype
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         step = self._batch_dim or batch.shape[0]
@@ -111,7 +130,8 @@ class OnnxRuntimeBackend(Backend):
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def _run_one(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run([self.spec.output_name], {self._input_name: batch})[0]
+        feed = batch.astype(self._input_dtype, copy=False)
+        return self._session.run([self.spec.output_name], {self._input_name: feed})[0]
 
     def _release(self) -> None:
         self._session = None

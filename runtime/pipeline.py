@@ -131,6 +131,7 @@ class DepthPipeline:
         self.depth_range = self.options.depth_range or (spec.min_depth, spec.max_depth)
         self.timings = StageTimings(STAGES)
         self._stop = threading.Event()
+        self._stop_requested = False  # a plain flag: set from a signal handler, read between frames
         self._slot = threading.Semaphore(1)  # one preprocessed frame may wait for the network
         self._to_infer: "queue.Queue[Any]" = queue.Queue()
         self._to_render: "queue.Queue[Any]" = queue.Queue(maxsize=2)
@@ -196,6 +197,15 @@ class DepthPipeline:
 
     # --- main thread ---
 
+    def request_stop(self) -> None:
+        """End the run after the frame being rendered, as ``interrupted`` (safe from a signal handler
+        or another thread): every output then holds exactly the frames counted as processed."""
+        self._stop_requested = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
     def run(self) -> RunResult:
         """Stream until the source ends, ``max_frames``, q/Esc, Ctrl-C or an error; finalise outputs."""
         warm_up(self.backend, self.options.warmup_iterations)
@@ -213,7 +223,12 @@ class DepthPipeline:
         except Exception as exc:  # outputs are finalised and stats kept for any failure
             reason, error = "error", exc
         finally:
-            self._shutdown(threads)
+            closing_error = self._shutdown(threads)
+        if closing_error is not None:  # an output that could not be finished (a full disk) fails the run
+            if error is not None:
+                LOG.error("%s", _describe(closing_error))
+            else:
+                reason, error = "error", closing_error
         result = self._result(reason, _describe(error) if error else None)
         if isinstance(error, (EdgeDepthError, OSError)):
             raise PipelineError(result.error or "", result) from error
@@ -222,7 +237,7 @@ class DepthPipeline:
         return result
 
     def _render_loop(self) -> str:
-        while True:
+        while not self._stop_requested:
             try:
                 item = self._to_render.get(timeout=_POLL_S)
             except queue.Empty:
@@ -235,6 +250,7 @@ class DepthPipeline:
                 raise item.error
             if not self._finish(item):
                 return "user_quit"
+        return "interrupted"
 
     def _reached_limit(self) -> bool:
         return self.options.max_frames is not None and self._processed >= self.options.max_frames
@@ -295,12 +311,17 @@ class DepthPipeline:
             return 0.0
         return self._processed / (self._last_done - self._first_start)
 
-    def _shutdown(self, threads: List[threading.Thread]) -> None:
+    def _shutdown(self, threads: List[threading.Thread]) -> Optional[Exception]:
+        """Stop the threads and finalise the outputs; the error finalising raised, if any."""
         self._stop.set()
         self._slot.release()  # a reader waiting for a slot wakes and sees the stop flag
         for thread in threads:
             thread.join(timeout=2.0)
-        self.outputs.close()
+        try:
+            self.outputs.close()
+        except Exception as exc:
+            return exc
+        return None
 
     def _result(self, reason: str, error: Optional[str]) -> RunResult:
         counters = self.source.counters

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import os
@@ -9,7 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class DepthWriter:
 
     def write(self, name: str, depth: np.ndarray) -> Path:
         path = self.directory / f"{name}.{self.depth_format}"
-        write_bytes_atomic(path, encode_depth(depth, self.depth_format))
+        write_bytes_atomic(path, encode_depth(depth, self.depth_format))  # an OSError names ``path``
         self.written += 1
         return path
 
@@ -107,7 +108,9 @@ class VideoSink:
     """A video file (mp4v by default: pip OpenCV cannot encode H.264) written atomically.
 
     The size is fixed by the first frame; later frames of another size (a camera that changed
-    mode) are scaled to it, since a video stream cannot change size.
+    mode) are scaled to it, since a video stream cannot change size. OpenCV's writer reports no
+    write error, so a full disk is watched for while writing, and the finished file is reopened and
+    checked before it is moved into place: a video that does not play never reaches the final path.
     """
 
     def __init__(self, path: str, fps: float = 30.0, fourcc: str = "mp4v") -> None:
@@ -120,6 +123,7 @@ class VideoSink:
         self._atomic = contextlib.ExitStack()
         self._placeholder: Optional[Path] = None
         self._staging: Optional[Path] = None
+        self._failed: Optional[BaseException] = None
 
     def _open(self, width: int, height: int) -> None:
         cv2 = import_cv2()
@@ -128,20 +132,31 @@ class VideoSink:
         self._staging = self._placeholder.with_name(self._placeholder.name + self.path.suffix)
         writer = cv2.VideoWriter(str(self._staging), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
         if not writer.isOpened():
-            error = EdgeDepthError(
+            self._fail(EdgeDepthError(
                 f"OpenCV cannot write {self.path} with codec {self.fourcc!r}; use an .mp4 (mp4v) or .avi (MJPG) name"
-            )
-            self._abort(error)
-            raise error
+            ))
         self._writer, self.size = writer, (width, height)
+
+    def _fail(self, error: BaseException) -> NoReturn:
+        """Remove everything staged and raise ``error``; later writes raise it again."""
+        self._failed = error
+        self._abort(error)
+        raise error
 
     def _abort(self, error: BaseException) -> None:
         """Leave nothing behind: the staged file and the placeholder are removed, the target untouched."""
-        if self._staging is not None and self._staging.exists():
-            self._staging.unlink()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.release()
+        if self._staging is not None:
+            with contextlib.suppress(OSError):
+                self._staging.unlink()
         self._atomic.__exit__(type(error), error, None)
 
     def write(self, view: np.ndarray) -> None:
+        if self._failed is not None:
+            raise self._failed
         height, width = view.shape[:2]
         if self._writer is None:
             self._open(width, height)
@@ -149,16 +164,100 @@ class VideoSink:
             view = import_cv2().resize(view, self.size, interpolation=import_cv2().INTER_AREA)
         self._writer.write(view)
         self.frames += 1
+        # The writer drops frames silently on a full disk; stop at once rather than record nothing for hours.
+        if free_bytes(self.path.parent) == 0:
+            self._fail(OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: the video cannot be finished",
+                               str(self.path)))
 
     def close(self) -> None:
-        """Finish the file (the container index is written on release) and move it into place."""
-        staging, placeholder = self._staging, self._placeholder
-        if self._writer is None or staging is None or placeholder is None:
+        """Finish the file (the container index is written on release), check that it plays and
+        holds every frame written, and move it into place; on any failure remove it and raise."""
+        if self._writer is None or self._staging is None or self._placeholder is None:
             return
-        self._writer.release()
-        self._writer = None
-        os.replace(staging, placeholder)  # atomic_path then moves it to the target
-        self._atomic.close()
+        try:
+            self._writer.release()
+            self._writer = None
+            self._check_staged(self._staging)
+            os.replace(self._staging, self._placeholder)  # atomic_path then moves it to the target
+            self._atomic.close()
+        except BaseException as exc:  # a second Ctrl-C too: nothing half-written stays
+            self._abort(exc)
+            raise
+
+    def _check_staged(self, staged: Path) -> None:
+        problem = check_video_file(staged, self.frames)
+        if problem is None:
+            return
+        free = free_bytes(self.path.parent)
+        if free is not None and free < FULL_DISK_BYTES:
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: the video writer lost frames ({problem})",
+                          str(self.path))
+        # No full disk to blame: before a recording is thrown away, decode it all (a container
+        # header or a seek OpenCV got wrong must not cost a good file).
+        decoded = count_decodable_frames(staged)
+        if decoded == self.frames:
+            return
+        raise EdgeDepthError(
+            f"{self.path}: the video writer failed ({problem}; {decoded} of {self.frames} frames decode); the disk "
+            f"may be full: check the free space (df -h {self.path.parent}) or write elsewhere"
+        )
+
+
+#: A video that fails its check with less than this free in its folder is put down to a full disk.
+FULL_DISK_BYTES = 64 << 20
+
+
+def free_bytes(folder: Path) -> Optional[int]:
+    """Bytes this process may still write on ``folder``'s file system (root may use the reserved
+    blocks); None when that cannot be asked, or the file system does not say (FUSE mounts without
+    statfs report zero blocks in all)."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # a folder that vanished, or no statvfs (Windows): do not guess
+        return None
+    if stats.f_blocks == 0:
+        return None
+    is_root = getattr(os, "geteuid", lambda: -1)() == 0
+    return (stats.f_bfree if is_root else stats.f_bavail) * stats.f_frsize
+
+
+def check_video_file(path: Path, frames: int) -> Optional[str]:
+    """None when the video at ``path`` opens (its container was finalised), announces ``frames``
+    frames, and its first and last frames decode; else what is wrong with it.
+
+    The first and last frames rather than every one: a finished hour of 720p takes minutes to
+    decode, and a stop signal (docker gives 10 s) must not wait for that. A failed write loses the
+    end of a file (FFmpeg writes nothing after its first error), which the count and the last
+    frame catch.
+    """
+    cv2 = import_cv2()
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return "the file does not open: its container was not finalised"
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if count != frames:
+            return f"the file holds {max(count, 0)} of the {frames} frames written"
+        if not capture.read()[0]:
+            return "its first frame does not decode"
+        if frames == 1:  # after a read OpenCV cannot seek back to frame 0
+            return None
+        capture.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
+        return None if capture.read()[0] else "its last frame does not decode"
+    finally:
+        capture.release()
+
+
+def count_decodable_frames(path: Path) -> int:
+    """How many frames of the video at ``path`` decode, read from the start."""
+    capture = import_cv2().VideoCapture(str(path))
+    try:
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
 
 
 # ---------------------------------------------------------------------------------------------

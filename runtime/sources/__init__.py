@@ -19,7 +19,13 @@ from edgedepth.runtime.sources.base import (
     SourceOptions,
     normalize_image,
 )
-from edgedepth.runtime.sources.files import IMAGE_SUFFIXES, ImageSequenceSource, VideoFileSource, image_paths
+from edgedepth.runtime.sources.files import (
+    IMAGE_SUFFIXES,
+    ImageSequenceSource,
+    VideoFileSource,
+    frame_names,
+    image_paths,
+)
 from edgedepth.runtime.sources.live import LiveSource
 from edgedepth.runtime.sources.streams import (
     FLIP_METHODS,
@@ -63,6 +69,7 @@ __all__ = [
     "describe_devices",
     "flip_method",
     "fourcc_text",
+    "frame_names",
     "gstreamer_available",
     "gstreamer_missing_message",
     "image_paths",

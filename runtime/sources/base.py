@@ -20,7 +20,8 @@ class Frame:
     captured_at: float
     #: Seconds the source spent reading/decoding it.
     capture_s: float
-    #: Name for saved outputs: the file stem for images, else the zero-padded index.
+    #: Name for saved outputs: the zero-padded index, or for images the file stem, kept unique within
+    #: the input (``x.png`` and ``x.jpg`` are named ``x.png`` and ``x.jpg``, not ``x`` twice).
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -62,6 +63,11 @@ class Source(abc.ABC):
     def __init__(self, description: str) -> None:
         self.description = description
         self.counters = SourceCounters()
+        #: Frames per pass the input announces (a video header's count, the images found); None
+        #: when unknown (live sources).
+        self.expected_frames: Optional[int] = None
+        #: What went wrong without stopping the run (a truncated file), for the stats.
+        self.warnings: List[str] = []
 
     @abc.abstractmethod
     def read(self) -> Optional[Frame]:

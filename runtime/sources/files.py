@@ -1,13 +1,14 @@
 """File sources: a video file or a sequence of images, every frame delivered in order."""
 from __future__ import annotations
 
+import collections
 import glob
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Set
 
 import numpy as np
 
@@ -35,8 +36,11 @@ class VideoFileSource(Source):
         # must never be used by both at once, and a closed source must not reopen on --loop.
         self._lock = threading.Lock()
         self._closed = False
+        self._end_checked = False
         value = float(self._capture.get(import_cv2().CAP_PROP_FPS) or 0.0)
         self._fps = value if 0 < value < 1000 else None
+        count = int(self._capture.get(import_cv2().CAP_PROP_FRAME_COUNT) or 0)
+        self.expected_frames = count if count > 0 else None
 
     @property
     def fps(self) -> Optional[float]:
@@ -51,6 +55,7 @@ class VideoFileSource(Source):
             start = time.perf_counter()
             ok, image = self._capture.read()
             if not ok:
+                self._check_complete()
                 if not self._rewind():
                     return None
                 continue
@@ -69,6 +74,20 @@ class VideoFileSource(Source):
         self._frames_this_pass += 1
         self.counters.delivered += 1
         return frame
+
+    def _check_complete(self) -> None:
+        """At the first end of the file: warn when it ended well before the frame count its header
+        announces (a copy or recording cut short). Headers that estimate the count from the
+        duration may be a frame or two off, hence the margin."""
+        if self._end_checked or self.expected_frames is None:
+            return
+        self._end_checked = True
+        expected, read = self.expected_frames, self.counters.read
+        if expected - read > max(1, expected // 100):
+            message = (f"{self.path} ended after {read} of the {expected} frames its header announces: the file "
+                       "is probably truncated (an interrupted copy or recording); the frames present were processed")
+            LOG.warning("%s", message)
+            self.warnings.append(message)
 
     def _rewind(self) -> bool:
         """Start the file over when looping (reopening is the seek every container supports)."""
@@ -104,6 +123,8 @@ class ImageSequenceSource(Source):
         if not paths:
             raise SourceError(f"{description} holds no images; expected files ending in {', '.join(IMAGE_SUFFIXES)}")
         self.paths = list(paths)
+        self.expected_frames = len(self.paths)
+        self._names = frame_names(self.paths)
         self.loop = loop
         self._position = 0
         self._index = 0
@@ -116,7 +137,7 @@ class ImageSequenceSource(Source):
                 if not (self.loop and self._good_this_pass):
                     return None
                 self._position, self._good_this_pass = 0, 0
-            path = self.paths[self._position]
+            path, name = self.paths[self._position], self._names[self._position]
             self._position += 1
             start = time.perf_counter()
             image = normalize_image(cv2.imread(path, cv2.IMREAD_COLOR))
@@ -125,15 +146,30 @@ class ImageSequenceSource(Source):
                 self.counters.corrupt += 1
                 LOG.warning("skipping unreadable image %s", path)
                 continue
-            return self._deliver(image, start, Path(path).stem)
+            return self._deliver(image, start, name)
 
-    def _deliver(self, image: np.ndarray, start: float, stem: str) -> Frame:
-        name = stem if not self.loop else f"{self._index:06d}_{stem}"
+    def _deliver(self, image: np.ndarray, start: float, name: str) -> Frame:
+        name = name if not self.loop else f"{self._index:06d}_{name}"
         frame = Frame(self._index, image, start, time.perf_counter() - start, name)
         self._index += 1
         self._good_this_pass += 1
         self.counters.delivered += 1
         return frame
+
+
+def frame_names(paths: Sequence[str]) -> List[str]:
+    """One name per image for its saved outputs, never two alike (so files out = frames in): the
+    stem (``x``); the file name where two images share a stem (``x.png``, ``x.jpg``); that name
+    behind the position where even those match (a glob over several folders: ``000003_x.png``)."""
+    stems = [Path(path).stem for path in paths]
+    shared = _repeated(stems)
+    names = [Path(path).name if stem in shared else stem for path, stem in zip(paths, stems)]
+    shared = _repeated(names)
+    return [f"{index:06d}_{name}" if name in shared else name for index, name in enumerate(names)]
+
+
+def _repeated(items: Iterable[str]) -> Set[str]:
+    return {item for item, count in collections.Counter(items).items() if count > 1}
 
 
 def image_paths(target: str) -> List[str]:

@@ -1,7 +1,9 @@
 """The backend contract (shared by every backend), backend choice, and the ONNX Runtime backend."""
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import inspect
 import json
 import subprocess
 import sys
@@ -11,10 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedepth.errors import BackendError, SpecError
+from edgedepth.errors import BackendError, SpecError, UsageError
 from edgedepth.preprocess import preprocess
-from edgedepth.runtime.backend import Backend, accepted_types, open_backend, resolve_backend
-from edgedepth.runtime.ort_backend import PROVIDER_PREFERENCE, select_providers
+from edgedepth.runtime.backend import (
+    _BACKEND_CLASSES,
+    BACKEND_OPTIONS,
+    Backend,
+    accepted_types,
+    open_backend,
+    resolve_backend,
+)
+from edgedepth.runtime.ort_backend import PROVIDER_PREFERENCE, check_input_shape, select_providers
 from edgedepth.spec import ModelSpec
 
 HAS_CHECKPOINT_API = importlib.util.find_spec("torch") is not None  # edgedepth.training imports torch
@@ -150,6 +159,83 @@ def test_onnx_without_spec_is_refused_with_export_hint(tiny_model_factory):
     model = tiny_model_factory("bare.onnx", with_spec=False)
     with pytest.raises(SpecError, match="depth-export onnx"):
         open_backend(str(model.path))
+
+
+def _with_spec(model_path: Path, out: Path, **changes) -> Path:
+    """A copy of an ONNX whose metadata spec was edited (the graph untouched)."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    prop = next(p for p in model.metadata_props if p.key == "edgedepth.model_spec")
+    data = json.loads(prop.value)
+    data.update(changes)
+    prop.value = json.dumps(data)
+    onnx.save(model, str(out))
+    return out
+
+
+def test_onnx_whose_spec_disagrees_with_its_graph_is_refused_naming_both(tiny_model, tmp_path):
+    lying = _with_spec(tiny_model.path, tmp_path / "speclie.onnx", height=480, width=640)
+    with pytest.raises(BackendError) as info:
+        open_backend(str(lying))
+    message = str(info.value)
+    assert "1x3x64x96" in message and "480x640" in message and "re-export it" in message
+
+
+@pytest.mark.parametrize("shape, fits", [
+    ([1, 3, 64, 96], True), (["N", 3, "H", "W"], True), ([None, 3, 64, "W"], True),
+    ([1, 4, 64, 96], False), ([1, 3, 64, 128], False), ([1, 3, 64], False),
+])
+def test_graph_input_dims_are_checked_against_the_spec(shape, fits):
+    spec = ModelSpec(height=64, width=96)
+    if fits:
+        check_input_shape(shape, spec, "m.onnx")
+    else:
+        refusal = r"spec says 1x3x64x96 \(NCHW\) but the graph input 'input' is .*re-export it"
+        with pytest.raises(BackendError, match=refusal):
+            check_input_shape(shape, spec, "m.onnx")
+
+
+def test_a_dynamic_graph_takes_the_size_its_spec_names(tiny_dynamic_model, tmp_path):
+    resized = _with_spec(tiny_dynamic_model.path, tmp_path / "resized.onnx", height=96, width=128, dynamic=False)
+    with open_backend(str(resized)) as backend:
+        assert backend.infer(np.zeros((1, 3, 96, 128), np.float32)).shape == (1, 1, 96, 128)
+
+
+def test_onnx_with_fp16_inputs_and_outputs_runs(tiny_fp16_io_model):
+    batch = _batch(tiny_fp16_io_model.spec, 2, seed=3)
+    with open_backend(str(tiny_fp16_io_model.path)) as backend:
+        depth = backend.infer(batch)
+    assert depth.dtype == np.float32
+    np.testing.assert_allclose(depth, tiny_fp16_io_model.reference(batch), rtol=2e-2, atol=2e-2)
+
+
+def test_an_option_the_backend_does_not_take_is_a_usage_error(tiny_model):
+    with pytest.raises(UsageError, match="onnxruntime backend takes no 'device' option.*'device' is for pytorch"):
+        open_backend(str(tiny_model.path), device="cpu")
+
+
+def test_the_option_table_matches_the_backend_constructors():
+    for name, target in _BACKEND_CLASSES.items():
+        module, cls = target.split(":")
+        parameters = inspect.signature(getattr(importlib.import_module(module), cls).__init__).parameters
+        assert set(BACKEND_OPTIONS[name]) == set(parameters) - {"self", "model_path"}, name
+
+
+@pytest.mark.skipif(not HAS_CHECKPOINT_API, reason="torch is not installed")
+@pytest.mark.parametrize("device, error, words", [
+    ("tpu:9", UsageError, "use cpu, cuda or cuda:N"),
+    ("mps", UsageError, "use cpu, cuda or cuda:N"),
+    ("cuda:99", BackendError, "torch sees"),
+])
+def test_pytorch_devices_are_checked_before_loading(device, error, words):
+    import torch
+
+    from edgedepth.runtime.torch_backend import torch_device
+
+    assert torch_device(torch, "cpu").type == "cpu"
+    with pytest.raises(error, match=words):
+        torch_device(torch, device)
 
 
 def test_damaged_onnx_file_is_a_backend_error(tmp_path):

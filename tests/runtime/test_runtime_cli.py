@@ -19,6 +19,8 @@ from edgedepth.runtime.cli import bench_main, run_main
 from edgedepth.runtime.stats import STAGES
 from edgedepth.spec import ModelSpec
 
+from media_helpers import write_video
+
 
 @pytest.fixture(autouse=True)
 def no_display(monkeypatch):
@@ -210,9 +212,100 @@ def test_ctrl_c_finalises_the_video_and_the_stats(tiny_model, make_video, tmp_pa
     assert process.returncode == 0, err
     report = json.loads(stats.read_text())
     assert report["exit_reason"] == "interrupted" and report["frames"]["processed"] > 0
-    # Every processed frame is in the finished file (one more if the signal landed mid-write).
-    assert frame_count(out) - report["frames"]["processed"] in (0, 1)
+    # The run stops between frames: the finished file holds exactly the processed frames.
+    assert frame_count(out) == report["frames"]["processed"]
     assert not list(tmp_path.glob(".out.mp4.*"))
+
+
+PYTORCH_ONLY = "--device applies to pytorch (.pt/.pth/.ckpt) only; {model} runs on "
+
+
+@pytest.mark.parametrize(
+    "model, extra, expected",
+    [
+        ("m.onnx", ["--device", "cpu"], PYTORCH_ONLY + "onnxruntime (ONNX Runtime picks its device with --providers"),
+        ("m.engine", ["--device", "cuda"], PYTORCH_ONLY + "tensorrt (a TensorRT engine runs on the GPU it was built"),
+        ("m.pt", ["--device", "tpu:9"], "--device 'tpu:9' is not a device: use cpu, cuda or cuda:N"),
+        ("m.pt", ["--providers", "CPUExecutionProvider"], "--providers applies to onnxruntime (.onnx) only"),
+        ("m.engine", ["--threads", "2"], "--threads applies to onnxruntime (.onnx) and pytorch (.pt/.pth/.ckpt) only"),
+    ],
+    ids=["device-onnx", "device-engine", "unknown-device", "providers-pt", "threads-engine"],
+)
+@pytest.mark.parametrize("command", ["depth-run", "depth-bench"])
+def test_backend_options_the_model_does_not_take_are_usage_errors(tmp_path, capsys, command, model, extra, expected):
+    model_path = tmp_path / model
+    model_path.write_bytes(b"never opened: the options are checked first")
+    if command == "depth-run":
+        code = run_main(["--model", str(model_path), "--input", "x.mp4", "--no-display", *extra])
+    else:
+        code = bench_main(["--model", str(model_path), *extra])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{command}: error: "), err
+    assert expected.format(model=model_path) in err[0]
+
+
+def test_images_sharing_a_name_keep_one_depth_file_each(tiny_model, tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "x.png"), np.full((48, 64, 3), 30, np.uint8))
+    cv2.imwrite(str(folder / "x.jpg"), np.full((48, 64, 3), 200, np.uint8))
+    cv2.imwrite(str(folder / "y.png"), np.full((48, 64, 3), 90, np.uint8))
+    stats = tmp_path / "s.json"
+    assert run_main(["--model", str(tiny_model.path), "--input", str(folder), "--no-display", "--quiet",
+                     "--save-depth", str(tmp_path / "d"), "--stats-json", str(stats)]) == 0
+    saved = sorted(p.name for p in (tmp_path / "d").iterdir())
+    assert saved == ["x.jpg.png", "x.png.png", "y.png"]
+    assert json.loads(stats.read_text())["frames"]["processed"] == len(saved)
+    # Each file holds the depth of its own image.
+    with open_backend(str(tiny_model.path)) as backend:
+        for name, source in (("x.jpg.png", "x.jpg"), ("x.png.png", "x.png")):
+            image = cv2.imread(str(folder / source))
+            expected = backend.infer(preprocess(image, backend.spec))[0, 0]
+            stored = cv2.imread(str(tmp_path / "d" / name), cv2.IMREAD_UNCHANGED) / 1000.0
+            assert np.abs(stored - expected).max() <= 0.001
+
+
+def test_an_input_with_no_decodable_frame_is_a_failure(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    (folder / "b.png").write_bytes(rng.bytes(3000))
+    (folder / "c.jpg").write_bytes(rng.bytes(3000))
+    out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
+    assert run_main(["--model", str(tiny_model.path), "--input", str(folder), "--no-display", "--quiet",
+                     "--output", str(out), "--stats-json", str(stats)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"depth-run: error: no frame of {folder} could be decoded"), err
+    report = json.loads(stats.read_text())
+    assert report["exit_reason"] == "error" and report["error"].startswith("no frame of")
+    assert report["frames"]["processed"] == 0 and report["frames"]["corrupt"] == 2
+    assert not out.exists()
+
+
+def test_a_truncated_video_is_processed_with_a_warning_in_the_log_and_the_stats(tiny_model, make_frames, tmp_path,
+                                                                               caplog):
+    full = write_video(tmp_path / "full.avi", make_frames(40, 160, 120))  # MJPG: each frame stands alone
+    half = tmp_path / "half.avi"
+    half.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    caplog.set_level("WARNING", logger="edgedepth")
+    stats = tmp_path / "s.json"
+    assert run_main(["--model", str(tiny_model.path), "--input", str(half), "--no-display", "--quiet",
+                     "--stats-json", str(stats)]) == 0
+    report = json.loads(stats.read_text())
+    delivered = report["source_frames"]["delivered"]
+    assert report["source_frames"]["expected"] == 40 and 0 < delivered < 40
+    assert report["exit_reason"] == "end_of_stream" and report["frames"]["processed"] == delivered
+    assert len(report["warnings"]) == 1 and f"after {delivered} of the 40 frames" in report["warnings"][0]
+    assert "probably truncated" in caplog.text
+
+
+def test_a_whole_video_has_no_warning(tiny_model, make_video, tmp_path):
+    stats = tmp_path / "s.json"
+    assert run_main(["--model", str(tiny_model.path), "--input", str(make_video(count=12)), "--no-display",
+                     "--quiet", "--stats-json", str(stats)]) == 0
+    report = json.loads(stats.read_text())
+    assert report["source_frames"] == {"expected": 12, "delivered": 12} and report["warnings"] == []
 
 
 # --- depth-bench -------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from edgedepth.errors import BackendError, SourceError
 from edgedepth.preprocess import preprocess
 from edgedepth.runtime import open_backend
 from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineError, PipelineOptions
-from edgedepth.runtime.sinks import VideoSink, WindowSink
+from edgedepth.runtime.sinks import DepthWriter, VideoSink, WindowSink
 from edgedepth.runtime.sources import Frame, LiveSource, ReconnectPolicy, Source, VideoFileSource
 
 
@@ -124,6 +124,32 @@ def test_keyboard_interrupt_finalises_the_video(tiny_model, make_video, tmp_path
     assert result.exit_reason == "interrupted" and result.frames["processed"] == 6
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+
+
+def test_a_requested_stop_ends_between_frames_so_every_output_agrees(tiny_model, make_video, tmp_path):
+    """What depth-run does on a first Ctrl-C, SIGTERM or SIGHUP: the frame being rendered is finished."""
+    out, depth_dir = tmp_path / "stopped.mp4", tmp_path / "depth"
+    with open_backend(str(tiny_model.path)) as backend, VideoFileSource(str(make_video(count=20))) as source:
+        outputs = Outputs(video=VideoSink(str(out), 15), depth=DepthWriter(str(depth_dir)))
+        pipeline = DepthPipeline(source, backend, outputs, PipelineOptions(warmup_iterations=0))
+        outputs.on_depth = lambda frame, depth: frame.index == 6 and pipeline.request_stop()
+        result = pipeline.run()
+    assert result.exit_reason == "interrupted" and result.frames["processed"] == 7
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 7 and len(list(depth_dir.iterdir())) == 7
+
+
+def test_a_video_that_cannot_be_finished_fails_the_run_with_its_stats(tiny_model, make_video, tmp_path):
+    class UnfinishableVideo(VideoSink):
+        def close(self):
+            super().close()
+            raise OSError(28, "No space left on device", str(self.path))
+
+    with open_backend(str(tiny_model.path)) as backend, VideoFileSource(str(make_video(count=5))) as source:
+        pipeline = DepthPipeline(source, backend, Outputs(video=UnfinishableVideo(str(tmp_path / "v.mp4"), 15)))
+        with pytest.raises(PipelineError, match="ENOSPC") as info:
+            pipeline.run()
+    assert info.value.result.exit_reason == "error" and info.value.result.frames["processed"] == 5
 
 
 def test_q_in_the_window_quits(tiny_model, make_video):

@@ -10,11 +10,15 @@ from edgedepth.runtime.sinks import (
     DepthWriter,
     VideoSink,
     WindowSink,
+    check_video_file,
+    count_decodable_frames,
     depth_to_png_mm,
     display_decision,
     opencv_has_gui,
     side_by_side,
 )
+
+from media_helpers import write_video
 
 
 def test_png_depth_is_rounded_millimetres_with_invalid_as_zero():
@@ -61,6 +65,27 @@ def test_video_with_an_unwritable_codec_says_which_names_work(tmp_path):
     with pytest.raises(EdgeDepthError, match="mp4v"):
         sink.write(np.zeros((64, 64, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix, fourcc", [(".mp4", "mp4v"), (".avi", "MJPG")])
+def test_the_video_check_passes_a_whole_file_and_names_what_a_damaged_one_lacks(tmp_path, suffix, fourcc):
+    frames = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(20)]
+    whole = write_video(tmp_path / f"whole{suffix}", frames)
+    assert check_video_file(whole, 20) is None
+    assert check_video_file(write_video(tmp_path / f"one{suffix}", frames[:1]), 1) is None
+    assert check_video_file(whole, 21) == "the file holds 20 of the 21 frames written"
+    assert count_decodable_frames(whole) == 20
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert check_video_file(cut, 20) is not None
+
+
+def test_an_unfinished_mp4_is_reported_as_not_finalised(tmp_path):
+    whole = write_video(tmp_path / "whole.mp4", [np.zeros((48, 64, 3), np.uint8)] * 5)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: data.rindex(b"moov") - 4])  # no index: what a writer killed mid-file leaves
+    assert check_video_file(cut, 5) == "the file does not open: its container was not finalised"
 
 
 def test_side_by_side_scales_depth_to_the_frame():

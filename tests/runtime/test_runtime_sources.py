@@ -20,6 +20,7 @@ from edgedepth.runtime.sources import (
     describe_devices,
     flip_method,
     fourcc_text,
+    frame_names,
     gstreamer_available,
     image_paths,
     is_csi_sensor_name,
@@ -32,6 +33,8 @@ from edgedepth.runtime.sources import (
     parse_source_uri,
     redact_url,
 )
+
+from media_helpers import write_video
 
 
 class FakeCapture:
@@ -200,6 +203,38 @@ def test_looping_images_never_reuse_output_names(tmp_path):
     source = ImageSequenceSource([str(tmp_path / "x.png")], "one image", loop=True)
     names = {source.read().name for _ in range(3)}
     assert len(names) == 3
+
+
+def test_images_sharing_a_stem_keep_their_extension_in_their_names():
+    paths = ["a/x.jpg", "a/x.png", "a/y.png", "b/y.png", "a/z.tif"]
+    assert frame_names(paths) == ["x.jpg", "x.png", "000002_y.png", "000003_y.png", "z"]
+    assert frame_names(["only.png"]) == ["only"]
+
+
+def test_an_image_folder_announces_its_image_count(tmp_path):
+    for name in ("x.png", "x.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((8, 8, 3), np.uint8))
+    with open_source(str(tmp_path)) as source:
+        names = [source.read().name, source.read().name]
+        assert source.read() is None
+    assert names == ["x.jpg", "x.png"] and source.expected_frames == 2
+
+
+def test_a_truncated_video_warns_once_at_its_end(make_frames, tmp_path, caplog):
+    full = write_video(tmp_path / "full.avi", make_frames(30, 160, 120))
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+    caplog.set_level("WARNING", logger="edgedepth")
+    with VideoFileSource(str(cut), loop=True) as source:
+        assert source.expected_frames == 30
+        frames = [source.read() for _ in range(50)]  # two passes over the frames that are there
+    assert all(frame is not None for frame in frames)
+    assert len(source.warnings) == 1 and "of the 30 frames its header announces" in source.warnings[0]
+    assert caplog.text.count("probably truncated") == 1
+    with VideoFileSource(str(full)) as whole:
+        while whole.read() is not None:
+            pass
+    assert whole.expected_frames == 30 and whole.warnings == []
 
 
 # --- the live capture thread ---------------------------------------------------------------------------------
