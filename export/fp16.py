@@ -26,7 +26,7 @@ from edgedepth.errors import ExportError
 from edgedepth.export import onnx_info
 from edgedepth.export.fp16_converters import FP16_MAX, convert_graph, converter_name
 from edgedepth.export.verify import Agreements, compare_probes, export_budget, probe_sizes, require
-from edgedepth.io import atomic_path, sha256_file
+from edgedepth.io import atomic_path, check_outputs, sha256_file
 from edgedepth.onnxrt import cpu_session, run_session
 from edgedepth.probes import probe_batches
 from edgedepth.spec import ModelSpec
@@ -196,11 +196,13 @@ def convert_to_fp16(
     """Write the mixed-FP16 version of the FP32 ONNX ``source`` to ``output`` (verified, atomic).
 
     ``converter`` picks one of :data:`CONVERTERS` (default: AutoCast when installed). Raises
-    ExportError when the source is not an FP32 edgedepth ONNX, when no converter is installed,
-    or when the FP16 graph misses its error budget or produces NaN/Inf.
+    UsageError before any work when ``output`` is the source (any name or hard link) or cannot be
+    written; ExportError when the source is not an FP32 edgedepth ONNX, when no converter is
+    installed, or when the FP16 graph misses its error budget or produces NaN/Inf.
     """
     onnx = onnx_info.import_onnx()
     output = Path(output) if output else default_fp16_path(source)
+    check_outputs({"--output": output}, {"--onnx": source})
     model = onnx_info.load_model(source)
     _check_fp32_source(model, source)
     spec = onnx_info.read_spec(model, str(source), against_graph=True)

@@ -24,7 +24,7 @@ from edgedepth.errors import ExportError
 from edgedepth.export import onnx_info
 from edgedepth.export.fp16 import Fp16Result, convert_to_fp16
 from edgedepth.export.verify import Agreements, compare_probes, export_budget, probe_sizes, require, summary
-from edgedepth.io import atomic_path, sha256_file
+from edgedepth.io import atomic_path, check_outputs, sha256_file
 from edgedepth.onnxrt import cpu_session, run_session
 from edgedepth.probes import probe_batches
 from edgedepth.spec import ModelSpec
@@ -151,6 +151,8 @@ def trace_to_onnx(model, spec: ModelSpec, path: Path, batch: int, dynamic: bool,
         try:
             with torch.no_grad():
                 torch.onnx.export(model, (dummy,), str(path), **_export_kwargs(opset, spec, dynamic))
+        except OSError:  # writing the file failed (a full disk): the path and cause, not "could not export"
+            raise
         except Exception as exc:  # torch.onnx raises UnsupportedOperatorError, SymbolicValueError, RuntimeError...
             raise export_error(exc, opset) from exc
     problem = control_flow_error(caught)
@@ -283,13 +285,16 @@ def export_onnx(
     ``height``/``width`` default to the checkpoint's training size; ``dynamic`` makes batch,
     height and width dynamic (height and width must stay multiples of 32). With ``fp16`` the
     verified FP16 graph goes to ``output`` and the FP32 graph it came from beside it
-    (:func:`fp32_companion_path`).
+    (:func:`fp32_companion_path`). Every output is checked first (``edgedepth.io.check_outputs``):
+    one that is the checkpoint, or whose folder cannot be written, is a UsageError before any work.
     """
+    fp32_path = fp32_companion_path(output) if fp16 else Path(output)
+    check_outputs({"--output": output, "--fp16's FP32 graph": fp32_path if fp16 else None},
+                  {"--checkpoint": checkpoint})
     model, trained_spec = load_model_for_export(checkpoint)
     height, width = height or trained_spec.height, width or trained_spec.width
     _check_request(trained_spec, height, width, batch, opset)
     spec = export_spec(trained_spec, checkpoint, height, width, dynamic, opset, batch)
-    fp32_path = fp32_companion_path(output) if fp16 else Path(output)
     with atomic_path(fp32_path) as tmp:
         trace_to_onnx(model, spec, tmp, batch, dynamic, opset)
         simplifier = finalize_graph(tmp, spec, simplify)

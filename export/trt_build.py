@@ -28,7 +28,7 @@ from edgedepth.export.trt_compat import (
     plan_build,
 )
 from edgedepth.export.trt_progress import Spinner, make_progress_monitor
-from edgedepth.io import sha256_file, write_bytes_atomic
+from edgedepth.io import check_outputs, check_writable_folder, sha256_file, write_bytes_atomic
 from edgedepth.trt.generation import TrtApi, parse_version, probe_api, target_of_api
 from edgedepth.trt.imports import import_tensorrt
 from edgedepth.trt.logger import make_logger
@@ -368,6 +368,21 @@ def prepare_build(
     return BuildJob(trt, api, plan, facts, profile, _options(request, plan, facts, calibration), gpu, calibration)
 
 
+def check_engine_outputs(onnx_path, output, calib_cache=None, timing_cache=None, cache_dir=None) -> None:
+    """UsageError before any work (TensorRT not needed) when an output is an input (the engine, its
+    sidecar or the timing cache over the ONNX or the calibration cache), two outputs are one file,
+    or an output's folder cannot be written."""
+    calib_key = None
+    if calib_cache:
+        from edgedepth.calib.legacy import cache_sidecar_path
+
+        calib_key = cache_sidecar_path(calib_cache)
+    check_outputs({"--output": output, "the engine's sidecar": sidecar_path(output), "--timing-cache": timing_cache},
+                  {"--onnx": onnx_path, "--calib-cache": calib_cache, "--calib-cache's key file": calib_key})
+    if cache_dir:
+        check_writable_folder(cache_dir, "--cache-dir")
+
+
 def build_engine(
     onnx_path,
     output,
@@ -389,6 +404,7 @@ def build_engine(
     with its ``.json`` sidecar. ``calibrator`` is an optional TensorRT INT8 calibrator object
     (8.x/10.x) from ``depth-calib``; ``calib_cache`` a cache file it wrote.
     """
+    check_engine_outputs(onnx_path, output, calib_cache, timing_cache, cache_dir)
     job = prepare_build(
         onnx_path, precision, calib_cache, calibrator, workspace_gib, dla_core, (min_shape, opt_shape, max_shape),
         version_compatible, hardware_compatibility, log,
