@@ -127,7 +127,52 @@ def _read_sidecar(cache_path: Path) -> Dict[str, Any]:
         raise CalibrationCacheError(
             f"{sidecar_path} is not an edgedepth cache key ({CACHE_FORMAT}); delete {cache_path}"
         )
+    problem = key_file_problem(sidecar)
+    if problem:
+        raise CalibrationCacheError(
+            f"{sidecar_path} holds {problem}: the key file was edited or damaged; delete {cache_path} and its key "
+            "file to recalibrate"
+        )
     return sidecar
+
+
+def _is_name_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_static_shape(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 4 and value[1:2] == [3]
+            and all(isinstance(dim, int) and not isinstance(dim, bool) and dim >= 1 for dim in value))
+
+
+#: Top-level key-file fields: (check, what it should be, required).
+_KEY_FILE_FIELDS = {
+    "key": (lambda value: isinstance(value, dict), "a JSON object", True),
+    "cache_sha256": (lambda value: isinstance(value, str), "a sha256 string", True),
+    "higher_precision_nodes": (_is_name_list, "a list of node names", False),
+    "tensorrt_version": (lambda value: isinstance(value, str), "a version string", False),
+}
+#: The key's own fields (what :class:`CacheKey` holds).
+_KEY_FIELDS = {
+    "model_sha256": (lambda value: isinstance(value, str), "a sha256 string"),
+    "preprocess_hash": (lambda value: isinstance(value, str), "a hash string"),
+    "input_shape": (_is_static_shape, "4 whole numbers >= 1, 3 channels (N, 3, H, W)"),
+    "algorithm": (lambda value: value in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
+}
+
+
+def key_file_problem(sidecar: Dict[str, Any]) -> Optional[str]:
+    """What is wrong with a key file's fields ("key.input_shape [-1, 3, 96, 128], expected ..."), or None.
+
+    Checked on every read: the batch size and algorithm of an existing cache are taken from it.
+    """
+    for name, (check, expected, required) in _KEY_FILE_FIELDS.items():
+        if (required or name in sidecar) and not check(sidecar.get(name)):
+            return f"{name} {sidecar.get(name)!r:.60}, expected {expected}"
+    for name, (check, expected) in _KEY_FIELDS.items():
+        if not check(sidecar["key"].get(name)):
+            return f"key.{name} {sidecar['key'].get(name)!r:.60}, expected {expected}"
+    return None
 
 
 def check_cache(cache_path: PathLike, key: CacheKey) -> bool:

@@ -290,24 +290,33 @@ def _build_plan_bytes(job: BuildJob, timing_cache_path, log: Log) -> bytes:
     return data
 
 
-def _calibration(api: TrtApi, onnx_path, calib_cache, calibrator, log: Log) -> Calibration:
-    """The calibrator for an implicit-INT8 build from a ``depth-calib --cache`` file.
-
-    The cache is checked against this ONNX and its preprocessing by the calibration stage (one
-    implementation of the cache key): a stale or foreign cache is refused, not served. The nodes
-    depth-calib kept in higher precision are pinned to FP32 in the engine: with a calibrator,
-    TensorRT may run any unconstrained layer in INT8.
-    """
-    if calibrator is not None or not calib_cache:
-        return Calibration(calibrator)
-    from edgedepth.calib.legacy import build_int8_calibrator, read_key_file
+def check_calibration_cache(onnx_path, calib_cache) -> Dict[str, Any]:
+    """The key file of a ``depth-calib --cache`` file, checked without TensorRT: the cache exists,
+    starts with a TensorRT header, and its key file is well formed and matches this ONNX and its
+    preprocessing (one implementation of the cache key: the calibration stage's). ExportError or
+    CalibrationCacheError saying what to do otherwise."""
+    from edgedepth.calib.legacy import verify_cache_for_onnx
 
     path = Path(calib_cache)
     if not path.is_file():
         raise ExportError(f"calibration cache {path} not found: make one with `depth-calib --cache`")
     parse_calibration_cache_header(path.read_bytes())
-    built = build_int8_calibrator(onnx_path, path)  # refuses a stale or foreign cache
-    key_file = read_key_file(path)
+    return verify_cache_for_onnx(onnx_path, path)
+
+
+def _calibration(api: TrtApi, onnx_path, calib_cache, calibrator, key_file: Optional[Dict[str, Any]],
+                 log: Log) -> Calibration:
+    """The calibrator for an implicit-INT8 build from a ``depth-calib --cache`` file whose
+    ``key_file`` :func:`check_calibration_cache` returned before TensorRT was imported: a stale or
+    foreign cache is refused, not served. The nodes depth-calib kept in higher precision are pinned
+    to FP32 in the engine: with a calibrator, TensorRT may run any unconstrained layer in INT8.
+    """
+    if calibrator is not None or not calib_cache or key_file is None:
+        return Calibration(calibrator)
+    from edgedepth.calib.legacy import build_int8_calibrator
+
+    path = Path(calib_cache)
+    built = build_int8_calibrator(onnx_path, path)  # the same key, checked again as the calibrator opens it
     _warn_other_major(api, key_file, path, log)
     return Calibration(built, sha256_file(path), tuple(key_file.get("higher_precision_nodes") or ()))
 
@@ -354,6 +363,8 @@ def prepare_build(
     args = (precision, calib_cache, calibrator, dla_core, version_compatible, hardware_compatibility, workspace_gib)
     check_request(_request(facts, *args, gpu=None))
     profile = resolve_profile(facts.input.name, facts.input.shape, facts.spec, *shapes)
+    # A missing, foreign or stale calibration cache is found without TensorRT too.
+    key_file = check_calibration_cache(onnx_path, calib_cache) if calib_cache and calibrator is None else None
     trt = import_tensorrt(
         "`depth-export engine`", "Without it the ONNX runs on ONNX Runtime (depth-run --model model.onnx)"
     )
@@ -364,7 +375,7 @@ def prepare_build(
     conformance.require_conformance(facts.path, target_of_api(api), str(facts.path))
     for note in plan.notes:
         log(f"note: {note}")
-    calibration = _calibration(api, onnx_path, calib_cache, calibrator, log)
+    calibration = _calibration(api, onnx_path, calib_cache, calibrator, key_file, log)
     return BuildJob(trt, api, plan, facts, profile, _options(request, plan, facts, calibration), gpu, calibration)
 
 

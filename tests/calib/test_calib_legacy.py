@@ -83,6 +83,50 @@ def test_export_can_verify_a_cache_against_its_onnx(small_onnx, tmp_path):
         legacy.verify_cache_for_onnx(build_small_depth_onnx(tmp_path / "new.onnx", seed=5), cache)
 
 
+@pytest.mark.parametrize("field, value, match", [
+    ("input_shape", [-1, 3, 32, 32], r"input_shape \[-1, 3, 32, 32\].*4 whole numbers >= 1"),
+    ("input_shape", [0, 3, 32, 32], r"input_shape \[0, 3, 32, 32\]"),
+    ("input_shape", "abc", "input_shape 'abc'"),  # was ValueError: invalid literal for int()
+    ("input_shape", [1, 3, 32], r"input_shape \[1, 3, 32\]"),
+    ("input_shape", [1.5, 3, 32, 32], r"input_shape \[1.5, 3, 32, 32\]"),
+    ("input_shape", [True, 3, 32, 32], r"input_shape \[True, 3, 32, 32\]"),
+    ("input_shape", [1, 1, 32, 32], r"input_shape \[1, 1, 32, 32\].*3 channels"),
+    ("algorithm", 5, "algorithm 5"),
+    ("algorithm", "percentile", "algorithm 'percentile'"),
+    ("model_sha256", None, "model_sha256 None"),
+    ("preprocess_hash", ["x"], r"preprocess_hash \['x'\]"),
+])
+def test_a_hand_edited_key_file_is_refused_naming_the_field(small_onnx, tmp_path, field, value, match):
+    """D19: an edited key file with input_shape [-1,3,32,32] or [0,...] was accepted, "abc" raised
+    ValueError, through verify_cache_for_onnx (what `depth-export engine --calib-cache` calls)."""
+    cache = tmp_path / "model.calib"
+    legacy.write_cache(cache, legacy.cache_key(small_onnx, SPEC, 1, "minmax"), b"TRT-8601-MinMaxCalibration\n")
+    key_file = tmp_path / "model.calib.json"
+    data = json.loads(key_file.read_text())
+    data["key"][field] = value
+    key_file.write_text(json.dumps(data))
+    with pytest.raises(CalibrationCacheError, match=match) as caught:
+        legacy.verify_cache_for_onnx(small_onnx, cache)
+    message = str(caught.value)
+    assert "model.calib.json" in message and "delete" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"key": "oops"}, "key 'oops'"),  # was AttributeError: 'str' object has no attribute 'get'
+    ({"key": None}, "key None"),
+    ({"cache_sha256": 7}, "cache_sha256 7"),
+    ({"higher_precision_nodes": "/head/conv/Conv"}, "higher_precision_nodes '/head/conv/Conv'"),
+    ({"tensorrt_version": 8.6}, "tensorrt_version 8.6"),
+])
+def test_a_key_file_with_a_mangled_top_level_field_is_refused(small_onnx, tmp_path, change, match):
+    cache = tmp_path / "model.calib"
+    legacy.write_cache(cache, legacy.cache_key(small_onnx, SPEC, 1, "minmax"), b"TRT-8601-MinMaxCalibration\n")
+    key_file = tmp_path / "model.calib.json"
+    key_file.write_text(json.dumps({**json.loads(key_file.read_text()), **change}))
+    with pytest.raises(CalibrationCacheError, match=match):
+        legacy.verify_cache_for_onnx(small_onnx, cache)
+
+
 def test_batch_feeder_serves_full_batches_then_none():
     data = np.zeros((5, 3, 32, 32), np.float32)
     feeder = legacy.BatchFeeder(calibration_batches(data, 2), (2, 3, 32, 32))

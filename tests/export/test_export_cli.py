@@ -151,3 +151,51 @@ def test_info_on_a_missing_engine_names_the_engine(tmp_path, capsys):
     assert main(["info", str(tmp_path / "none.engine")]) == 1  # as a missing --checkpoint or --onnx
     line = _error_line(capsys)
     assert "none.engine does not exist" in line and ".json" not in line
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+@pytest.mark.parametrize("cache, message", [
+    ("missing", "calibration cache {cache} not found: make one with `depth-calib --cache`"),
+    ("garbage", "not a TensorRT header"),
+    ("no key file", "has no key file model.calib.json"),
+    ("other model", "is stale: model_sha256"),
+    ("edited key", "key.input_shape [-1, 3, 64, 96]"),
+])
+def test_engine_checks_the_calibration_cache_without_tensorrt(static_onnx, tmp_path, capsys, cache, message):
+    """D20: EXPORT.md says `engine` checks calibration without TensorRT, but a missing or garbage
+    --calib-cache got only "needs TensorRT"."""
+    from edgedepth.calib import legacy
+    from edgedepth.export.onnx_info import read_spec
+
+    path = tmp_path / "model.calib"
+    key = legacy.cache_key(static_onnx, read_spec(static_onnx), 1, "minmax")
+    if cache == "garbage":
+        path.write_bytes(b"\x89PNG not a cache")
+    elif cache == "no key file":
+        path.write_bytes(b"TRT-8601-MinMaxCalibration\ninput: 3c010a14\n")
+    elif cache in ("other model", "edited key"):
+        legacy.write_cache(path, key, b"TRT-8601-MinMaxCalibration\ninput: 3c010a14\n")
+        stored = json.loads((tmp_path / "model.calib.json").read_text())
+        edit = {"other model": {"model_sha256": "0" * 64}, "edited key": {"input_shape": [-1, 3, 64, 96]}}[cache]
+        stored["key"].update(edit)
+        (tmp_path / "model.calib.json").write_text(json.dumps(stored))
+    argv = ["engine", "--onnx", str(static_onnx), "--output", str(tmp_path / "m.engine"), "--precision", "int8",
+            "--calib-cache", str(path)]
+    assert main(argv) == 1
+    line = _error_line(capsys)
+    assert message.format(cache=path) in line and "needs TensorRT" not in line
+    assert not (tmp_path / "m.engine").exists()
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_engine_with_a_valid_calibration_cache_then_asks_for_tensorrt(static_onnx, tmp_path, capsys):
+    from edgedepth.calib import legacy
+    from edgedepth.export.onnx_info import read_spec
+
+    path = tmp_path / "model.calib"
+    legacy.write_cache(path, legacy.cache_key(static_onnx, read_spec(static_onnx), 1, "minmax"),
+                       b"TRT-8601-MinMaxCalibration\ninput: 3c010a14\n")
+    argv = ["engine", "--onnx", str(static_onnx), "--output", str(tmp_path / "m.engine"), "--precision", "int8",
+            "--calib-cache", str(path)]
+    assert main(argv) == 1
+    assert "needs TensorRT" in _error_line(capsys)
