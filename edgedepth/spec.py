@@ -12,7 +12,7 @@ import json
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from edgedepth.errors import SpecError
 
@@ -160,6 +160,20 @@ class ModelSpec:
     def input_shape(self) -> Tuple[int, int, int, int]:
         """Nominal input shape (1, 3, H, W)."""
         return (1, 3, self.height, self.width)
+
+    def check_graph_input(self, shape: Sequence[Any], source: str) -> None:
+        """Raise SpecError unless a graph input of ``shape`` takes this spec's input: N x 3 x H x W
+        with every static (int) dimension equal to the spec's; symbolic ones take anything. A spec
+        edited or copied from another export would otherwise fail deep inside ONNX Runtime or
+        TensorRT. ``source`` names the file in the message."""
+        expected = self.input_shape[1:]  # (3, H, W)
+        if len(shape) == 4 and all(not isinstance(dim, int) or dim == want for dim, want in zip(shape[1:], expected)):
+            return
+        raise SpecError(
+            f"{source}: its model spec says 1x3x{self.height}x{self.width} (NCHW) but the graph input "
+            f"{self.input_name!r} is {'x'.join(str(dim) for dim in shape)}; the spec was edited or belongs to another "
+            "model: re-export it with `depth-export onnx`"
+        )
 
     def preprocessing_fields(self) -> Dict[str, Any]:
         """The fields that decide what the preprocessing produces, with the key's version."""

@@ -134,30 +134,16 @@ def read_spec(model_or_path: ModelOrPath, source: Optional[str] = None, against_
     return spec
 
 
-def _dims(shape: Sequence[Union[int, str]]) -> str:
-    return "x".join(str(dim) for dim in shape)
-
-
 def check_spec_matches_graph(spec: ModelSpec, inputs: Sequence[TensorInfo], source: str) -> None:
-    """SpecError unless the graph has the spec's input and its fixed dimensions (channels, height,
-    width) are the spec's: a hand-edited spec would otherwise fail deep inside ONNX Runtime or
-    TensorRT. Symbolic (dynamic) dimensions agree with any size."""
+    """SpecError unless the graph has the spec's input with the spec's channels, height and width
+    (:meth:`ModelSpec.check_graph_input`; symbolic dimensions agree with any size)."""
     named = [item for item in inputs if item.name == spec.input_name]
     if not named:
         raise SpecError(
             f"{source}: its model spec names the input {spec.input_name!r} but the graph's inputs are "
             f"{[item.name for item in inputs]}; the spec was edited or belongs to another model: re-export it"
         )
-    expected = (None, 3, spec.height, spec.width)
-    shape = named[0].shape
-    clash = len(shape) != 4 or any(isinstance(got, int) and want is not None and got != want
-                                   for got, want in zip(shape, expected))
-    if clash:
-        raise SpecError(
-            f"{source}: its model spec says 1x3x{spec.height}x{spec.width} (NCHW) but the graph input "
-            f"{spec.input_name!r} is {_dims(shape)}; the spec was edited or belongs to another model: re-export it "
-            "with `depth-export onnx`"
-        )
+    spec.check_graph_input(named[0].shape, source)
 
 
 def set_spec(model, spec: ModelSpec) -> None:

@@ -8,6 +8,7 @@ skip with the reason). ``read_only_dir`` is a tmpfs remounted read-only, so root
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -102,4 +103,17 @@ def leftovers(folder: Path) -> List[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.startswith(".") and ".tmp" in p.name)
 
 
-__all__ = ["leftovers", "read_only_dir", "run_command", "signal_after", "small_disk"]
+def alias(path: Path, how: str, folder: Path) -> Path:
+    """Another name for the file ``path``: ``"same path"`` (itself), ``"hard link"`` or ``"symlink"``
+    (made in ``folder``), for tests that an input is never an output under any name."""
+    if how == "same path":
+        return path
+    other = folder / f"alias-{how.replace(' ', '-')}{path.suffix}"
+    if how == "hard link":
+        os.link(path, other)
+    else:
+        other.symlink_to(path)
+    return other
+
+
+__all__ = ["alias", "leftovers", "read_only_dir", "run_command", "signal_after", "small_disk"]

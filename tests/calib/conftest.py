@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from calib_helpers import write_small_config
+from calib_helpers import build_small_depth_onnx, moving_frames, write_small_config
 
 TRAIN_STEPS = 30
 
@@ -57,3 +57,14 @@ def trained_model(tmp_path_factory) -> TrainedModel:
     onnx_path = root / "model.onnx"
     export_onnx(checkpoint, onnx_path, log=lambda message: None)
     return TrainedModel(checkpoint, onnx_path, _write_val_images(config, root / "images"), config)
+
+
+@pytest.fixture()
+def small(tmp_path):
+    """A small conv depth ONNX (32x32, edgedepth head) and a folder of 12 frames: seconds per run."""
+    onnx_path = build_small_depth_onnx(tmp_path / "small.onnx")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for index, frame in enumerate(moving_frames(12)):
+        cv2.imwrite(str(folder / f"{index:02d}.png"), frame)
+    return onnx_path, folder

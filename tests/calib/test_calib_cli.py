@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 
@@ -12,18 +11,6 @@ from edgedepth.calib import legacy
 from edgedepth.calib.cli import main
 from edgedepth.calib.quantizers import OrtQuantizer
 from edgedepth.trt import imports
-
-from calib_helpers import build_small_depth_onnx, moving_frames
-
-
-@pytest.fixture()
-def small(tmp_path):
-    onnx_path = build_small_depth_onnx(tmp_path / "small.onnx")
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for index, frame in enumerate(moving_frames(12)):
-        cv2.imwrite(str(folder / f"{index:02d}.png"), frame)
-    return onnx_path, folder
 
 
 def _error_line(capsys) -> str:

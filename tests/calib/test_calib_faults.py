@@ -6,23 +6,11 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import pytest
 
 from edgedepth.calib.cli import main
 
-from calib_helpers import build_small_depth_onnx, moving_frames
-from faults import leftovers, read_only_dir, run_command, small_disk
-
-
-@pytest.fixture()
-def small(tmp_path):
-    onnx_path = build_small_depth_onnx(tmp_path / "small.onnx")
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for index, frame in enumerate(moving_frames(12)):
-        cv2.imwrite(str(folder / f"{index:02d}.png"), frame)
-    return onnx_path, folder
+from faults import alias, leftovers, read_only_dir, run_command, small_disk
 
 
 def _error_lines(capsys) -> list:
@@ -73,12 +61,7 @@ def test_the_onnx_is_never_an_output(small, tmp_path, capsys, link):
     """D2: an output that is the input, under any name, is refused (exit 2) and the input stays."""
     onnx_path, folder = small
     before = onnx_path.read_bytes()
-    alias = {"same path": onnx_path, "hard link": tmp_path / "alias.onnx", "symlink": tmp_path / "sym.onnx"}[link]
-    if link == "hard link":
-        os.link(onnx_path, alias)
-    elif link == "symlink":
-        alias.symlink_to(onnx_path)
-    assert main(_argv(onnx_path, folder, "--output", str(alias))) == 2
+    assert main(_argv(onnx_path, folder, "--output", str(alias(onnx_path, link, tmp_path)))) == 2
     lines = _error_lines(capsys)
     assert len(lines) == 1 and "is the --onnx file" in lines[0]
     assert onnx_path.read_bytes() == before

@@ -132,3 +132,12 @@ def test_wrongly_typed_fields_are_spec_errors_naming_the_field(field, value):
     with pytest.raises(SpecError, match=field) as caught:
         ModelSpec.from_dict(data)
     assert "\n" not in str(caught.value)
+
+
+def test_check_graph_input_takes_symbolic_dimensions_and_refuses_other_sizes():
+    spec = ModelSpec(height=64, width=96)
+    spec.check_graph_input([1, 3, 64, 96], "m.onnx")
+    spec.check_graph_input(["batch", 3, "height", "width"], "m.onnx")
+    for shape in ([1, 3, 480, 640], [1, 1, 64, 96], [3, 64, 96]):
+        with pytest.raises(SpecError, match=r"m.onnx: its model spec says 1x3x64x96 \(NCHW\)"):
+            spec.check_graph_input(shape, "m.onnx")

@@ -12,7 +12,7 @@ import pytest
 
 from edgedepth.export.cli import main
 
-from faults import leftovers, read_only_dir, small_disk
+from faults import alias, leftovers, read_only_dir, small_disk
 
 pytest.importorskip("torch")
 
@@ -54,12 +54,7 @@ def test_export_onnx_never_overwrites_its_checkpoint(checkpoint, tmp_path, capsy
     own = tmp_path / "best.pt"
     shutil.copyfile(checkpoint, own)
     before = own.read_bytes()
-    alias = {"same path": own, "hard link": tmp_path / "alias.pt", "symlink": tmp_path / "sym.onnx"}[link]
-    if link == "hard link":
-        os.link(own, alias)
-    elif link == "symlink":
-        alias.symlink_to(own)
-    assert main(["onnx", "--checkpoint", str(own), "--output", str(alias)]) == 2
+    assert main(["onnx", "--checkpoint", str(own), "--output", str(alias(own, link, tmp_path))]) == 2
     assert "is the --checkpoint file: it would be overwritten" in _error_line(capsys)
     assert own.read_bytes() == before
 
