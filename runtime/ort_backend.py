@@ -49,21 +49,6 @@ def provider_entries(providers: Sequence[str], trt_cache_dir: Optional[Path] = N
     return entries
 
 
-def check_input_shape(shape: Sequence[Any], spec: ModelSpec, model_path: str) -> None:
-    """Raise BackendError unless the graph's input is N x 3 x H x W with every static dimension
-    equal to the spec's (symbolic ones take anything): a metadata spec edited or copied from
-    another export would otherwise fail on every frame with ONNX Runtime's InvalidArgument."""
-    expected = spec.input_shape[1:]  # (3, H, W)
-    if len(shape) == 4 and all(not isinstance(dim, int) or dim == want for dim, want in zip(shape[1:], expected)):
-        return
-    # Worded as depth-export's and depth-calib's check (export/onnx_info.py), which needs the onnx package.
-    raise BackendError(
-        f"{model_path}: its model spec says 1x3x{spec.height}x{spec.width} (NCHW) but the graph input "
-        f"{spec.input_name!r} is {'x'.join(str(dim) for dim in shape)}; the spec was edited or belongs to another "
-        "model: re-export it with `depth-export onnx`"
-    )
-
-
 class OnnxRuntimeBackend(Backend):
     """Runs an edgedepth ONNX file (spec from its metadata) with ONNX Runtime."""
 
@@ -112,7 +97,7 @@ class OnnxRuntimeBackend(Backend):
                 f"{self.spec.output_name!r}; re-export it"
             )
         graph_input = inputs[input_names.index(self.spec.input_name)]
-        check_input_shape(list(graph_input.shape), self.spec, self.model_path)
+        self.spec.check_graph_input(list(graph_input.shape), self.model_path)  # SpecError, one line
         batch_dim = graph_input.shape[0]
         # A graph with FP16 inputs (AutoCast keep_io_types=False) is fed FP16, as the TensorRT backend does.
         dtype = np.float16 if graph_input.type == "tensor(float16)" else np.float32

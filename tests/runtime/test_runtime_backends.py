@@ -23,7 +23,7 @@ from edgedepth.runtime.backend import (
     open_backend,
     resolve_backend,
 )
-from edgedepth.runtime.ort_backend import PROVIDER_PREFERENCE, check_input_shape, select_providers
+from edgedepth.runtime.ort_backend import PROVIDER_PREFERENCE, select_providers
 from edgedepth.spec import ModelSpec
 
 HAS_CHECKPOINT_API = importlib.util.find_spec("torch") is not None  # edgedepth.training imports torch
@@ -176,7 +176,7 @@ def _with_spec(model_path: Path, out: Path, **changes) -> Path:
 
 def test_onnx_whose_spec_disagrees_with_its_graph_is_refused_naming_both(tiny_model, tmp_path):
     lying = _with_spec(tiny_model.path, tmp_path / "speclie.onnx", height=480, width=640)
-    with pytest.raises(BackendError) as info:
+    with pytest.raises(SpecError) as info:  # the one check (ModelSpec.check_graph_input), as export and calib
         open_backend(str(lying))
     message = str(info.value)
     assert "1x3x64x96" in message and "480x640" in message and "re-export it" in message
@@ -189,11 +189,11 @@ def test_onnx_whose_spec_disagrees_with_its_graph_is_refused_naming_both(tiny_mo
 def test_graph_input_dims_are_checked_against_the_spec(shape, fits):
     spec = ModelSpec(height=64, width=96)
     if fits:
-        check_input_shape(shape, spec, "m.onnx")
+        spec.check_graph_input(shape, "m.onnx")
     else:
         refusal = r"spec says 1x3x64x96 \(NCHW\) but the graph input 'input' is .*re-export it"
-        with pytest.raises(BackendError, match=refusal):
-            check_input_shape(shape, spec, "m.onnx")
+        with pytest.raises(SpecError, match=refusal):
+            spec.check_graph_input(shape, "m.onnx")
 
 
 def test_a_dynamic_graph_takes_the_size_its_spec_names(tiny_dynamic_model, tmp_path):
