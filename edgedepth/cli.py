@@ -86,6 +86,25 @@ def describe_os_error(exc: OSError) -> str:
     return f"{path}: {reason}" + (f" ({name})" if name else "") + (f"; {hint}" if hint else "")
 
 
+SignalHandler = Callable[[int, Optional[FrameType]], None]
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler: SignalHandler) -> Iterator[bool]:
+    """Run ``handler`` for SIGINT, SIGTERM and SIGHUP inside the block; the previous handlers come
+    back after it. Yields False (and installs nothing) off the main thread, where Python cannot
+    set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield True
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 @contextlib.contextmanager
 def stop_signals_as_interrupt() -> Iterator[List[str]]:
     """While the body runs, SIGTERM and SIGHUP (and SIGINT) raise KeyboardInterrupt, so every
@@ -97,9 +116,6 @@ def stop_signals_as_interrupt() -> Iterator[List[str]]:
     :func:`run_command` reports the interruption when the body returns.
     """
     lost: List[str] = []
-    if threading.current_thread() is not threading.main_thread():  # signals can only be set there
-        yield lost
-        return
 
     def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -113,14 +129,13 @@ def stop_signals_as_interrupt() -> Iterator[List[str]]:
             return
         default_hook(unraisable)
 
-    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
-    sys.unraisablehook = _unraisable
-    try:
-        yield lost
-    finally:
-        sys.unraisablehook = default_hook
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with on_stop_signals(_interrupt) as installed:
+        if installed:
+            sys.unraisablehook = _unraisable
+        try:
+            yield lost
+        finally:
+            sys.unraisablehook = default_hook
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], validate: Optional[Validate]) -> _Parsed:

@@ -15,16 +15,15 @@ import os
 import re
 import signal
 import sys
-import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from edgedepth.cli import (
-    STOP_SIGNALS,
     configure_logging,
     describe_os_error,
     non_negative_int,
+    on_stop_signals,
     positive_float,
     positive_int,
     run_command,
@@ -286,21 +285,14 @@ def stop_between_frames(pipeline: DepthPipeline) -> Iterator[None]:
     """While streaming, a first Ctrl-C, SIGTERM or SIGHUP ends the run after the frame being rendered,
     so the video, the depth files and the stats agree on the frame count; a second one interrupts
     at once (KeyboardInterrupt: outputs are still finalised)."""
-    if threading.current_thread() is not threading.main_thread():  # signals can only be set there
-        yield
-        return
 
     def _request_stop(signum: int, frame: Optional[FrameType]) -> None:
         if pipeline.stop_requested:
             raise KeyboardInterrupt(signal.Signals(signum).name)
         pipeline.request_stop()
 
-    previous = {sig: signal.signal(sig, _request_stop) for sig in STOP_SIGNALS}
-    try:
+    with on_stop_signals(_request_stop):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _stream(args: argparse.Namespace) -> int:
