@@ -29,11 +29,6 @@ HEAD_REASON = "output head (last conv, sigmoid, x max_depth): INT8 would leave 1
 USER_REASON = "--exclude {pattern}"
 
 
-def producers(model) -> Dict[str, NodeProto]:
-    """Tensor name -> the node that writes it."""
-    return {out: node for node in model.graph.node for out in node.output if out}
-
-
 def resolve_exclusions(model, patterns: Sequence[str]) -> Dict[str, str]:
     """Node names matching each ``--exclude`` regex (``re.search``), with the pattern as reason.
 
@@ -130,7 +125,7 @@ def keep_float_inputs(model, nodes: Iterable[str], reference=None) -> int:
     Returns how many inputs were rewired; Q/DQ nodes left without a consumer are removed.
     """
     wanted = set(nodes)
-    writers = producers(model)
+    writers = onnx_info.producers(model)
     constants = {init.name for init in model.graph.initializer}
     rewired = 0
     for node in model.graph.node:
@@ -164,7 +159,7 @@ def remove_dead_nodes(model) -> None:
 
 def dq_fed_inputs(model, node_name: str) -> List[str]:
     """Inputs of ``node_name`` written by a QuantizeLinear/DequantizeLinear node (empty = float inputs)."""
-    writers = producers(model)
+    writers = onnx_info.producers(model)
     node = next((n for n in model.graph.node if n.name == node_name), None)
     if node is None:
         raise CalibrationError(f"node {node_name!r} is not in the graph")
@@ -173,7 +168,7 @@ def dq_fed_inputs(model, node_name: str) -> List[str]:
 
 def quantized_nodes(model) -> List[str]:
     """Names of the compute nodes with at least one DequantizeLinear input, in graph order."""
-    writers = producers(model)
+    writers = onnx_info.producers(model)
     found = []
     for node in model.graph.node:
         if node.op_type in QDQ_OPS:

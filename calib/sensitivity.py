@@ -28,7 +28,7 @@ import numpy as np
 from edgedepth.agreement import Agreement
 from edgedepth.calib.calibration_set import calibration_batches
 from edgedepth.calib.errors import CalibrationError
-from edgedepth.calib.qdq import producers
+from edgedepth.export.onnx_info import producers
 from edgedepth.onnxrt import cpu_session
 
 #: Node name -> why it stays in higher precision.

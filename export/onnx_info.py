@@ -156,7 +156,8 @@ def set_spec(model, spec: ModelSpec) -> None:
         entry.key, entry.value = key, value
 
 
-def _producers(model) -> Dict[str, NodeProto]:
+def producers(model) -> Dict[str, NodeProto]:
+    """Tensor name -> the node that writes it."""
     return {out: node for node in model.graph.node for out in node.output if out}
 
 
@@ -170,11 +171,11 @@ def find_output_head(model_or_path: ModelOrPath, output_name: Optional[str] = No
     """
     model = load_model(model_or_path, load_weights=False)
     outputs = [output_name] if output_name else [o.name for o in model.graph.output]
-    producers = _producers(model)
+    writers = producers(model)
     head: List[str] = []
     seen: Set[int] = set()
     anchors = 0
-    stack = [producers[name] for name in outputs if name in producers]
+    stack = [writers[name] for name in outputs if name in writers]
     while stack:
         node = stack.pop()
         if id(node) in seen:
@@ -186,7 +187,7 @@ def find_output_head(model_or_path: ModelOrPath, output_name: Optional[str] = No
             continue
         if node.op_type in SHAPE_ONLY_OPS:
             continue
-        stack.extend(producers[name] for name in node.input if name in producers)
+        stack.extend(writers[name] for name in node.input if name in writers)
     if not anchors:
         raise ExportError(
             f"no Conv feeds the graph output(s) {outputs}: cannot locate the output head to keep it "
