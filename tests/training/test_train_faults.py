@@ -20,7 +20,7 @@ from edgedepth.training.cli import eval_main, train_main  # noqa: E402
 from edgedepth.training.config import config_to_dict, load_config, save_config, spec_from_config  # noqa: E402
 from edgedepth.training.model import create_model  # noqa: E402
 
-from faults import leftovers, read_only_dir, signal_after, small_disk  # noqa: E402
+from faults import leftovers, read_only_dir, run_command, signal_after, small_disk  # noqa: E402
 
 
 def overrides(run_dir: Path, cache: Path, **extra) -> List[str]:
@@ -69,6 +69,19 @@ def test_train_on_a_full_disk_fails_in_one_line_naming_the_checkpoint(tmp_path, 
         assert "enforce fail" not in lines[0]
         assert leftovers(disk) == [], "the half-written checkpoint is removed"
         assert not (disk / "run" / "checkpoints" / "last.pt").exists(), "no partial checkpoint at the final path"
+
+
+def test_a_full_disk_while_rendering_the_synthetic_cache_is_one_line_not_a_crash(tmp_path):
+    """The cache is a memory map: writing into pages the disk cannot hold was SIGBUS (exit 135),
+    with the temporary file and the render workers left behind."""
+    with small_disk(1024) as disk:
+        argv = ["depth-train", "--config", "baseline",
+                *overrides(tmp_path / "run", disk / "cache", **{"data.synthetic.num_train": 200})]
+        done = run_command(argv, timeout=300, cwd=tmp_path)
+        lines = error_lines(done.stderr, "depth-train")
+        assert done.returncode == 1, done.stderr[-3000:]
+        assert len(lines) == 1 and "No space left on device" in lines[0] and str(disk / "cache") in lines[0]
+        assert leftovers(disk) == []
 
 
 def test_train_into_a_read_only_folder_is_refused_before_any_work(tmp_path, capsys):

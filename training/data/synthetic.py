@@ -12,6 +12,7 @@ import concurrent.futures
 import concurrent.futures.process
 import logging
 import multiprocessing
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -142,6 +143,7 @@ class SyntheticScenes(Dataset):
         with atomic_path(self.cache_path) as tmp:
             records = np.lib.format.open_memmap(tmp, mode="w+", dtype=record_dtype(self.height, self.width),
                                                 shape=(self.num_samples,))
+            _allocate(tmp)
             self._render_into(records)
             records.flush()
             del records
@@ -197,3 +199,16 @@ class SyntheticScenes(Dataset):
             context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context) as pool:
             yield from pool.map(_render_job, jobs, chunksize=8)
+
+
+def _allocate(path: Path) -> None:
+    """Reserve the disk blocks of a memory-mapped file before writing into it.
+
+    The file starts sparse: storing into a page the disk cannot hold is not an OSError but SIGBUS,
+    which kills the process (no message, the render workers and the temporary file left behind).
+    Reserved up front, a full disk is an ENOSPC here. Where the OS has no posix_fallocate, as before.
+    """
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as handle:
+        os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
