@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -150,6 +151,24 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+@contextlib.contextmanager
+def _tensorboard_thread_errors_deferred() -> Iterator[None]:
+    """Keep TensorBoard's writer thread from printing a traceback for an OSError (a full disk): the
+    thread keeps the error and the next write raises it in the training thread (``Trainer._events``),
+    where it becomes the command's one-line message."""
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
 class Trainer:
     """Trains one config into a run folder (``config.yaml``, ``checkpoints/``, ``tb/``)."""
 
@@ -248,21 +267,26 @@ class Trainer:
         progress = tqdm(total=cfg.steps, initial=self.state.step, disable=not self.dist.is_main, desc="train",
                         dynamic_ncols=True)
         started = time.perf_counter()
+        with _tensorboard_thread_errors_deferred():
+            try:
+                metrics = self._loop(batches, progress)
+            finally:
+                progress.close()
+            self.recompute_bn_statistics(cfg.precise_bn_batches, batches)
+            return self._finish(time.perf_counter() - started, metrics)
+
+    def _loop(self, batches: Iterator[tuple], progress: Any) -> Dict[str, Any]:
+        """Steps until ``train.steps``; returns the last validation metrics."""
         metrics: Dict[str, Any] = {}
-        try:
-            while self.state.step < cfg.steps:
-                batch, data_wait = next(batches)
-                terms, grad_norm = self.train_step(batch)
-                self.state.step += 1
-                progress.update(1)
-                if terms is not None:
-                    progress.set_postfix({k: f"{v:.3f}" for k, v in terms.items() if "/" not in k})
-                    self._log_step(terms, grad_norm, data_wait)
-                metrics = self._after_step(batch) or metrics
-        finally:
-            progress.close()
-        self.recompute_bn_statistics(cfg.precise_bn_batches, batches)
-        metrics = self._finish(time.perf_counter() - started, metrics)
+        while self.state.step < self.cfg.train.steps:
+            batch, data_wait = next(batches)
+            terms, grad_norm = self.train_step(batch)
+            self.state.step += 1
+            progress.update(1)
+            if terms is not None:
+                progress.set_postfix({k: f"{v:.3f}" for k, v in terms.items() if "/" not in k})
+                self._log_step(terms, grad_norm, data_wait)
+            metrics = self._after_step(batch) or metrics
         return metrics
 
     def _remove_stale_temp_files(self) -> None:
@@ -344,20 +368,30 @@ class Trainer:
     def _log_step(self, terms: Dict[str, float], grad_norm: Optional[float], data_wait: float) -> None:
         if not self.dist.is_main or self.state.step % self.cfg.train.log_every:
             return
-        step, writer = self.state.step, self._tensorboard
-        for key, value in terms.items():
-            writer.add_scalar(f"loss/{key}", value, step)
-        writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
-        writer.add_scalar("train/grad_norm", grad_norm, step)
-        writer.add_scalar("train/data_wait_s", data_wait, step)
-        writer.add_scalar("train/nonfinite_skipped", self.state.nonfinite_total, step)
+        step = self.state.step
+        with self._events() as writer:
+            for key, value in terms.items():
+                writer.add_scalar(f"loss/{key}", value, step)
+            writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
+            writer.add_scalar("train/grad_norm", grad_norm, step)
+            writer.add_scalar("train/data_wait_s", data_wait, step)
+            writer.add_scalar("train/nonfinite_skipped", self.state.nonfinite_total, step)
 
-    @property
-    def _tensorboard(self) -> SummaryWriter:
-        """The TensorBoard writer, which train() opens on the main process (the only one that logs)."""
+    @contextlib.contextmanager
+    def _events(self) -> Iterator[SummaryWriter]:
+        """The TensorBoard writer, which train() opens on the main process (the only one that logs).
+
+        It writes from a thread of its own, and the next call raises that thread's OSError (a full
+        disk) without a file name: here it gets the events folder's.
+        """
         if self.writer is None:
             raise TrainingError("no TensorBoard writer: only Trainer.train() on the main process logs")
-        return self.writer
+        try:
+            yield self.writer
+        except OSError as exc:
+            if exc.filename is not None or not exc.errno:
+                raise
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(self.run_dir / "tb")) from exc
 
     def _after_step(self, batch: Dict[str, torch.Tensor]) -> Optional[Dict[str, Any]]:
         cfg, step = self.cfg.train, self.state.step
@@ -376,15 +410,17 @@ class Trainer:
         with torch.no_grad():
             pred = self.model(normalize_torch(image[:4], self.spec)).float()
         grid = make_image_grid(image[:4], depth[:4], mask[:4], pred, self.spec)
-        self._tensorboard.add_image("val/rgb_gt_pred_error", grid, self.state.step, dataformats="HWC")
+        with self._events() as writer:
+            writer.add_image("val/rgb_gt_pred_error", grid, self.state.step, dataformats="HWC")
 
     def _evaluate_and_keep_best(self) -> Optional[Dict[str, Any]]:
         if not self.dist.is_main or self.val_loader is None:  # only the main process has a val loader
             return None
         metrics = evaluate_model(self.model, self.val_loader, self.spec, self.cfg.eval, self.device)
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self._tensorboard.add_scalar(f"val/{key}", value, self.state.step)
+        with self._events() as writer:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    writer.add_scalar(f"val/{key}", value, self.state.step)
         if metrics.get(BEST_METRIC, math.inf) < self.state.best_metric:
             self.state.best_metric = float(metrics[BEST_METRIC])
             self._save(BEST_CHECKPOINT)
@@ -414,8 +450,9 @@ class Trainer:
         self._save(LAST_CHECKPOINT)
         if not (self.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT).exists():
             self._save(BEST_CHECKPOINT)
-        self._tensorboard.add_scalar("train/seconds", seconds, self.state.step)
-        self._tensorboard.close()
+        with self._events() as writer:
+            writer.add_scalar("train/seconds", seconds, self.state.step)
+            writer.close()
         self.writer = None
         metrics = dict(metrics, train_seconds=seconds, nonfinite_skipped=self.state.nonfinite_total)
         return metrics
@@ -451,8 +488,8 @@ class Trainer:
         if writer is not None:
             try:
                 writer.close()
-            except OSError as exc:  # a full disk already failed the run; keep its error, not this one
-                log.warning("TensorBoard events in %s not flushed: %s", self.run_dir / "tb", exc)
+            except OSError as exc:  # a full disk already failed the run: its error is the one to show
+                log.debug("TensorBoard events in %s not flushed: %s", self.run_dir / "tb", exc)
         for loader in (self.train_loader, self.val_loader):
             # Persistent workers live as long as the loader's iterator; torch has no public call to stop them.
             shutdown = getattr(getattr(loader, "_iterator", None), "_shutdown_workers", None)

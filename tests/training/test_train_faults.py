@@ -71,6 +71,20 @@ def test_train_on_a_full_disk_fails_in_one_line_naming_the_checkpoint(tmp_path, 
         assert not (disk / "run" / "checkpoints" / "last.pt").exists(), "no partial checkpoint at the final path"
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # a thread's traceback
+def test_a_disk_filled_by_tensorboard_events_is_one_line_naming_the_events_folder(tmp_path, cache_dir, capsys):
+    """TensorBoard writes from a thread of its own: its OSError was a thread traceback, then raised
+    again on the next write as "a file: No space left on device", naming nothing."""
+    with small_disk(200) as disk:
+        extra = {"train.steps": 40, "train.image_every": 1, "train.checkpoint_every": 1000}
+        code = train_main(["--config", "baseline", *overrides(disk / "run", cache_dir, **extra)])
+        err = capsys.readouterr().err
+        lines = error_lines(err, "depth-train")
+        assert code == 1, err[-3000:]
+        assert len(lines) == 1 and str(disk / "run" / "tb") in lines[0] and "No space left on device" in lines[0]
+        assert leftovers(disk) == []
+
+
 def test_a_full_disk_while_rendering_the_synthetic_cache_is_one_line_not_a_crash(tmp_path):
     """The cache is a memory map: writing into pages the disk cannot hold was SIGBUS (exit 135),
     with the temporary file and the render workers left behind."""
