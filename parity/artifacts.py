@@ -72,6 +72,10 @@ class Artifact:
 
 
 def _require_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        inside = path / "checkpoints" / "best.pt"
+        hint = f"pass {inside}" if what == "checkpoint" and inside.is_file() else "pass a model file inside it"
+        raise ParityUsageError(f"{what} {str(path)!r} is a folder, not a file; {hint}")
     if not path.is_file():
         raise ParityUsageError(f"{what} {str(path)!r} does not exist; pass the path of an existing file")
 

@@ -241,7 +241,7 @@ class Trainer:
             raise UsageError(
                 f"--resume {self.run_dir}: the run has no checkpoint yet ({CHECKPOINT_DIR}/{LAST_CHECKPOINT} is first "
                 f"written at step {self.cfg.train.checkpoint_every}; was it stopped before?); start it again without "
-                f"--resume: depth-train --config {self.run_dir / 'config.yaml'}"
+                f"--resume: depth-train --config {self.run_dir / 'config.yaml'} train.output_dir={self.run_dir}"
             )
         ckpt = read_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(ckpt["model"])

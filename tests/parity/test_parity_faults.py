@@ -112,6 +112,16 @@ def test_an_undecodable_video_is_a_usage_error(tiny_checkpoint, artifacts, tmp_p
     assert code == 2 and "--images" in line and "junk.mp4" in line
 
 
+def test_a_run_folder_passed_as_the_checkpoint_is_named_a_folder(tiny_checkpoint, artifacts, tmp_path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(tiny_checkpoint.read_bytes())
+    code, _, err = parity(["--checkpoint", str(tmp_path / "run"), "--candidates", str(artifacts["fp32"]),
+                           "--report-dir", str(tmp_path / "report")])
+    line = error_line(err)
+    assert code == 2 and "is a folder" in line and str(tmp_path / "run" / "checkpoints" / "best.pt") in line
+    assert "does not exist" not in line
+
+
 # --------------------------------------------------------------------------- budget YAML
 
 

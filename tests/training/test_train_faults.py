@@ -166,6 +166,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_says_to_start_again(
     lines = error_lines(capsys.readouterr().err, "depth-train")
     assert len(lines) == 1 and str(run) in lines[0] and "no checkpoint yet" in lines[0]
     assert "step 20" in lines[0] and "without --resume" in lines[0] and ".pt file" not in lines[0]
+    assert f"depth-train --config {run / 'config.yaml'} train.output_dir={run}" in lines[0]
 
 
 # --------------------------------------------------------------------------- signals
