@@ -31,6 +31,8 @@ from edgedepth.cli import (
 from edgedepth.colormap import COLORMAPS
 from edgedepth.errors import UsageError
 from edgedepth.io import check_outputs, check_writable_folder, same_file, write_json_atomic
+from edgedepth.native import IMPLEMENTATIONS as PREPROCESS_CHOICES
+from edgedepth.native import preprocessor
 from edgedepth.runtime.backend import (
     BACKEND_CHOICES,
     BACKEND_SUFFIXES,
@@ -126,6 +128,8 @@ def run_parser() -> argparse.ArgumentParser:
         description="Live metric depth from a camera, stream, video or images (TensorRT, ONNX Runtime or PyTorch).",
     )
     _add_backend_arguments(parser)
+    parser.add_argument("--preprocess", choices=PREPROCESS_CHOICES, default="python",
+                        help="resize+normalise in python (OpenCV), native (C++, `make native`) or cuda")
     _add_source_arguments(parser)
     _add_output_arguments(parser)
     return parser
@@ -307,6 +311,7 @@ def _stream(args: argparse.Namespace) -> int:
                 depth_range=tuple(args.depth_range) if args.depth_range else None,
                 overlay=not args.no_overlay,
                 progress_every_s=0 if args.quiet else 5.0,
+                preprocess=args.preprocess,
             )
             pipeline = DepthPipeline(source, backend, _make_outputs(args, source), options)
             try:
@@ -329,6 +334,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.quiet)
     check_backend_args(args)
     check_run_outputs(args)
+    preprocessor(args.preprocess)  # a --preprocess that is not built: a usage error before any work
     return _stream(args)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from edgedepth.cli import describe_os_error
 from edgedepth.colormap import colorize_depth
 from edgedepth.errors import EdgeDepthError
-from edgedepth.preprocess import preprocess
+from edgedepth.native import preprocessor
 from edgedepth.runtime.backend import Backend, warm_up
 from edgedepth.runtime.sinks import DepthWriter, VideoSink, WindowSink, draw_overlay, side_by_side
 from edgedepth.runtime.sources import Frame, Source
@@ -70,6 +70,8 @@ class PipelineOptions:
     warmup_iterations: int = 1
     #: Seconds between progress lines in the log (0 disables).
     progress_every_s: float = 5.0
+    #: python, native (C++) or cuda: edgedepth.native.IMPLEMENTATIONS.
+    preprocess: str = "python"
 
 
 @dataclass
@@ -129,6 +131,7 @@ class DepthPipeline:
         self.options = options or PipelineOptions()
         spec = backend.spec
         self.depth_range = self.options.depth_range or (spec.min_depth, spec.max_depth)
+        self._preprocess = preprocessor(self.options.preprocess)
         self.timings = StageTimings(STAGES)
         self._stop = threading.Event()
         self._stop_requested = False  # a plain flag: set from a signal handler, read between frames
@@ -154,7 +157,7 @@ class DepthPipeline:
                 if frame is None:
                     break
                 start = time.perf_counter()
-                tensor = preprocess(frame.image, self.backend.spec, input_order="BGR")
+                tensor = self._preprocess(frame.image, self.backend.spec, "BGR")
                 self.timings.add("preprocess", time.perf_counter() - start)
                 self.timings.add("capture", frame.capture_s)
                 self._to_infer.put(_Item(frame, tensor))
