@@ -7,17 +7,22 @@ committed: ctest runs this script into the build folder before the comparisons (
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from edgedepth.colormap import COLORMAPS, colorize_depth
+from edgedepth.errors import EdgeDepthError
 from edgedepth.preprocess import import_cv2, preprocess
 from edgedepth.runtime.sinks import depth_to_png_mm
 from edgedepth.spec import ModelSpec
+from edgedepth.trt.platform import GpuInfo
+from edgedepth.trt.sidecar import BuildOptions, EngineSidecar, check_compatible
 
 #: (source height, source width, spec height, spec width): downscales of camera frames, an upscale,
 #: odd sizes, the exact 2x case OpenCV routes to INTER_AREA, and no resize at all.
@@ -79,6 +84,95 @@ def postprocess_cases(outdir: Path, rng: np.random.Generator) -> List[Dict[str, 
     return cases
 
 
+def base_sidecar(built: GpuInfo, trt: str = "10.3.0.30", options: Optional[BuildOptions] = None) -> Dict[str, Any]:
+    return EngineSidecar(
+        model_spec=ModelSpec(height=256, width=320), tensorrt_version=trt, tensorrt_generation=trt.split(".")[0],
+        gpu=built, precision="fp16", shapes={"input": [1, 3, 256, 320]},
+        source_onnx={"name": "model.onnx", "sha256": "00"}, build_options=options or BuildOptions("fp16"),
+        build_seconds=12.5, engine_sha256="ab", cache_key="cd").to_dict()
+
+
+def error_of(body: Callable[[], Any]) -> Optional[str]:
+    try:
+        body()
+    except EdgeDepthError as exc:
+        return str(exc)
+    return None
+
+
+#: (description, change to the sidecar dict): each gives Python's refusal, or None when it parses.
+MUTATIONS: List[Any] = [
+    ("valid", lambda d: d),
+    ("a list", lambda d: [d]),
+    ("another format", lambda d: {**d, "format": "other"}),
+    ("no format", lambda d: {k: v for k, v in d.items() if k != "format"}),
+    ("format_version text", lambda d: {**d, "format_version": "2"}),
+    ("format_version bool", lambda d: {**d, "format_version": True}),
+    ("format_version -1", lambda d: {**d, "format_version": -1}),
+    ("format_version 3", lambda d: {**d, "format_version": 3}),
+    ("format_version absent", lambda d: {k: v for k, v in d.items() if k != "format_version"}),
+    ("no model_spec", lambda d: {k: v for k, v in d.items() if k != "model_spec"}),
+    ("model_spec size", lambda d: {**d, "model_spec": {**d["model_spec"], "height": 100}}),
+    ("model_spec unknown key", lambda d: {**d, "model_spec": {**d["model_spec"], "spec_version": 2}}),
+    ("model_spec a list", lambda d: {**d, "model_spec": [1]}),
+    ("precision fp8", lambda d: {**d, "precision": "fp8"}),
+    ("tensorrt_version int", lambda d: {**d, "tensorrt_version": 10}),
+    ("tensorrt_generation absent", lambda d: {k: v for k, v in d.items() if k != "tensorrt_generation"}),
+    ("no gpu", lambda d: {k: v for k, v in d.items() if k != "gpu"}),
+    ("gpu a string", lambda d: {**d, "gpu": "Orin"}),
+    ("gpu compute float", lambda d: {**d, "gpu": {**d["gpu"], "compute_capability": 8.7}}),
+    ("gpu integrated text", lambda d: {**d, "gpu": {**d["gpu"], "integrated": "yes"}}),
+    ("gpu without name", lambda d: {**d, "gpu": {"compute_capability": "8.7"}}),
+    ("gpu machine null", lambda d: {**d, "gpu": {**d["gpu"], "machine": None}}),
+    ("options dla float", lambda d: {**d, "build_options": {**d["build_options"], "dla_core": 1.5}}),
+    ("options flags", lambda d: {**d, "build_options": {**d["build_options"], "builder_flags": ["a", 1]}}),
+    ("options without precision", lambda d: {**d, "build_options": {"workspace_gib": 2}}),
+    ("options null", lambda d: {**d, "build_options": None}),
+    ("options empty", lambda d: {**d, "build_options": {}}),
+    ("options unknown key", lambda d: {**d, "build_options": {**d["build_options"], "new_flag": 1}}),
+    ("options workspace text", lambda d: {**d, "build_options": {**d["build_options"], "workspace_gib": "2"}}),
+    ("build_seconds text", lambda d: {**d, "build_seconds": "slow"}),
+    ("shapes a list", lambda d: {**d, "shapes": [1]}),
+    ("engine_sha256 null", lambda d: {**d, "engine_sha256": None}),
+]
+
+ORIN = GpuInfo("Orin", "8.7", True, "aarch64", "Linux")
+RTX = GpuInfo("NVIDIA GeForce RTX 4090", "8.9", False, "x86_64", "Linux")
+GPUS = [ORIN, RTX, GpuInfo("nvidia geforce rtx 4090 ", "8.9", False, "x86_64", "Linux"),
+        GpuInfo("NVIDIA A100", "8.0", False, "x86_64", "Linux"), GpuInfo("Old", "8.7"),
+        GpuInfo("NVIDIA GeForce RTX 4090", "8.9", False, "AMD64", "Windows"),
+        GpuInfo("Thor", "11.0", True, "aarch64", "Linux")]
+
+
+def sidecar_cases() -> List[Dict[str, Any]]:
+    where = "model.engine.json"
+    cases = []
+    for name, mutate in MUTATIONS:
+        data = mutate(copy.deepcopy(base_sidecar(ORIN)))
+        cases.append({"name": name, "text": json.dumps(data), "where": where,
+                      "error": error_of(lambda data=data: EngineSidecar.from_dict(data, where))})
+    return cases
+
+
+def compatibility_cases() -> List[Dict[str, Any]]:
+    cases = []
+    built_options = itertools.product(["10.3.0.30", "8.6.2", "10.16.1"], [False, True], ["none", "ampere+"], [None, 0])
+    for (trt, compatible, hardware, dla), built in itertools.product(built_options, [ORIN, RTX, GPUS[4]]):
+        options = BuildOptions("fp16", version_compatible=compatible, hardware_compatibility=hardware, dla_core=dla)
+        data = base_sidecar(built, trt, options)
+        sidecar = EngineSidecar.from_dict(data)
+        for running_trt, running in itertools.product(["10.3.0", "10.16.1.2", "11.4.1", "8.6.2.3", "x"], GPUS):
+            warnings: List[str] = []
+
+            def run(sidecar: EngineSidecar = sidecar, running_trt: str = running_trt, running: GpuInfo = running,
+                    warnings: List[str] = warnings) -> None:
+                warnings.extend(check_compatible(sidecar, running_trt, running, "models/model.engine"))
+
+            cases.append({"sidecar": json.dumps(data), "trt": running_trt, "gpu": running.to_dict(),
+                          "engine": "models/model.engine", "error": error_of(run), "warnings": warnings})
+    return cases
+
+
 def main(argv: List[str]) -> int:
     if len(argv) != 1:
         print("usage: make_fixtures.py OUTDIR", file=sys.stderr)
@@ -86,10 +180,11 @@ def main(argv: List[str]) -> int:
     outdir = Path(argv[0])
     outdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(15)
-    manifest = {"preprocess": preprocess_cases(outdir, rng), "postprocess": postprocess_cases(outdir, rng)}
+    manifest = {"preprocess": preprocess_cases(outdir, rng), "postprocess": postprocess_cases(outdir, rng),
+                "sidecar": sidecar_cases(), "compatibility": compatibility_cases()}
     (outdir / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    print(f"wrote {len(manifest['preprocess'])} preprocess and {len(manifest['postprocess'])} postprocess cases "
-          f"to {outdir}")
+    counts = ", ".join(f"{len(cases)} {name}" for name, cases in manifest.items())
+    print(f"wrote {counts} cases to {outdir}")
     return 0
 
 
