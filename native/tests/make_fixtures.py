@@ -39,10 +39,17 @@ def save(outdir: Path, name: str, array: np.ndarray) -> str:
     return name
 
 
+def random_sizes(rng: np.random.Generator, count: int) -> List[Any]:
+    """Random source sizes (even, so NV12 works too) against random input sizes: up- and downscales."""
+    sources = rng.integers(1, 200, (count, 2)) * 2
+    inputs = rng.integers(1, 7, (count, 2)) * 32
+    return [(int(h), int(w), int(sh), int(sw)) for (h, w), (sh, sw) in zip(sources, inputs)]
+
+
 def preprocess_cases(outdir: Path, rng: np.random.Generator) -> List[Dict[str, Any]]:
     cv2 = import_cv2()
     cases = []
-    for index, (height, width, spec_height, spec_width) in enumerate(SIZES):
+    for index, (height, width, spec_height, spec_width) in enumerate(SIZES + random_sizes(rng, 40)):
         spec = ModelSpec(height=spec_height, width=spec_width, **SPECS[index % len(SPECS)])
         for order in ("BGR", "RGB", "NV12") if height % 2 == 0 and width % 2 == 0 else ("BGR", "RGB"):
             if order == "NV12":
