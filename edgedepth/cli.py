@@ -110,30 +110,32 @@ def stop_signals_as_interrupt() -> Iterator[List[str]]:
     """While the body runs, SIGTERM and SIGHUP (and SIGINT) raise KeyboardInterrupt, so every
     ``with`` block unwinds: atomic writes remove their temporary file, streams finalise.
 
-    Yields the list of stop signals Python swallowed: one that lands while the interpreter runs a
-    callback whose exceptions it ignores (a weakref or import-lock callback, a ``__del__``) is
-    printed as "Exception ignored" and lost. It is recorded instead, without the traceback, and
-    :func:`run_command` reports the interruption when the body returns.
+    Yields the names of the stop signals received. :func:`run_command` reads it because a
+    KeyboardInterrupt does not always reach it as one: raised while the interpreter runs a callback
+    whose exceptions it ignores (a weakref or import-lock callback, a ``__del__``) it is printed as
+    "Exception ignored" and lost (here recorded without the traceback), and raised inside an
+    import it can surface as another error (onnxruntime's half-initialised extension then raises
+    ImportError "already registered").
     """
-    lost: List[str] = []
+    received: List[str] = []
 
     def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(received[-1])
 
     default_hook = sys.unraisablehook
 
     def _unraisable(unraisable: "sys.UnraisableHookArgs") -> None:
         value = unraisable.exc_value
         if isinstance(value, KeyboardInterrupt) and value.args and value.args[0] in _STOP_NAMES:
-            lost.append(str(value.args[0]))
-            return
+            return  # recorded in `received`; the traceback would only alarm
         default_hook(unraisable)
 
     with on_stop_signals(_interrupt) as installed:
         if installed:
             sys.unraisablehook = _unraisable
         try:
-            yield lost
+            yield received
         finally:
             sys.unraisablehook = default_hook
 
@@ -165,20 +167,30 @@ def run_command(prog: str, parser: argparse.ArgumentParser, body: Body, argv: Op
     if parsed[0] is None:
         return parsed[1]
     args = parsed[0]
+    received: List[str] = []
     try:
-        with stop_signals_as_interrupt() as lost:
+        with stop_signals_as_interrupt() as received:
             status = int(body(args) or EXIT_OK)
-        if lost:  # the body finished after all: what it wrote is complete, but the user asked to stop
-            return _interrupted(prog, lost[0])
-        return status
-    except UsageError as exc:
-        return _fail(prog, str(exc), EXIT_USAGE)
-    except EdgeDepthError as exc:
-        return _fail(prog, str(exc), EXIT_FAILED)
-    except OSError as exc:
-        return _fail(prog, describe_os_error(exc), EXIT_FAILED)
     except KeyboardInterrupt as exc:
         return _interrupted(prog, str(exc.args[0]) if exc.args else "")
+    except Exception as exc:
+        if received:  # the stop signal surfaced as another error (see stop_signals_as_interrupt)
+            return _interrupted(prog, received[0])
+        return _failure(prog, exc)
+    if received:  # the body finished after all: what it wrote is complete, but the user asked to stop
+        return _interrupted(prog, received[0])
+    return status
+
+
+def _failure(prog: str, exc: Exception) -> int:
+    """The exit status of an error; anything but an edgedepth or I/O error is a bug, re-raised."""
+    if isinstance(exc, UsageError):
+        return _fail(prog, str(exc), EXIT_USAGE)
+    if isinstance(exc, EdgeDepthError):
+        return _fail(prog, str(exc), EXIT_FAILED)
+    if isinstance(exc, OSError):
+        return _fail(prog, describe_os_error(exc), EXIT_FAILED)
+    raise exc
 
 
 def _interrupted(prog: str, signal_name: str) -> int:

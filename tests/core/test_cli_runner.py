@@ -164,3 +164,23 @@ def test_a_signal_python_swallows_in_a_callback_still_ends_the_command_as_interr
     status, err = _run(body, capsys=capsys)
     assert status == 130 and err == ["demo: interrupted by SIGTERM; finished outputs kept, partial ones removed"]
     assert run_command("demo", _parser(), lambda args: 0, []) == 0, "the next command starts clean"
+
+
+def test_a_signal_that_surfaces_as_another_error_is_still_an_interrupt(capsys):
+    """A signal inside an import can leave an extension half-initialised, and the next import then
+    raises ImportError (onnxruntime: 'type ... is already registered'): still exit 130, one line."""
+
+    def body(args: argparse.Namespace) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt:
+            raise ImportError('generic_type: type "GraphOptimizationLevel" is already registered!') from None
+        return 0
+
+    status, err = _run(body, capsys=capsys)
+    assert status == 130 and err == ["demo: interrupted by SIGTERM; finished outputs kept, partial ones removed"]
+
+
+def test_a_bug_without_a_signal_keeps_its_traceback():
+    with pytest.raises(ZeroDivisionError):
+        run_command("demo", _parser(), lambda args: 1 // 0, [])
