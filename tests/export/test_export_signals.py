@@ -18,17 +18,24 @@ def _calib_workdirs() -> set:
     return set(Path(tempfile.gettempdir()).glob("edgedepth-calib-*"))
 
 
-def _assert_interrupted(done, folder: Path, expected: set, finished: str = "") -> None:
-    """Exit 130, one line, no traceback, no temporary file. ``finished``: an output that may exist
-    when the signal came after its rename (it is then complete: "finished outputs kept")."""
+def _assert_interrupted(done, folder: Path, expected: set, finished: tuple = ()) -> None:
+    """Exit 130, one line, no traceback, no temporary file. ``finished``: outputs that may exist when
+    the signal was swallowed by native code and the command ran on ("finished outputs kept"): each
+    must then be complete (an ONNX that passes the checker, a JSON that parses)."""
     assert done.returncode == 130, done.stderr
     lines = done.stderr.strip().splitlines()
     assert "Traceback" not in done.stderr and "interrupted by" in lines[-1], done.stderr
-    assert leftovers(folder) == [] and {p.name for p in folder.iterdir()} - {finished} == expected
-    if finished and (folder / finished).exists():
-        import onnx
+    assert leftovers(folder) == [] and {p.name for p in folder.iterdir()} - set(finished) == expected
+    for name in finished:
+        path = folder / name
+        if path.exists() and path.suffix == ".onnx":
+            import onnx
 
-        onnx.checker.check_model(str(folder / finished), full_check=True)
+            onnx.checker.check_model(str(path), full_check=True)
+        elif path.exists() and path.suffix == ".json":
+            import json
+
+            json.loads(path.read_text())
 
 
 @pytest.mark.slow
@@ -37,7 +44,7 @@ def test_a_signal_during_depth_export_onnx_leaves_nothing_behind(checkpoint, tmp
     out = tmp_path / "model.onnx"
     done = signal_after(["depth-export", "onnx", "--checkpoint", str(checkpoint), "--output", str(out)], sig,
                         after=out)  # the temporary .model.onnx.*.tmp appears when tracing starts
-    _assert_interrupted(done, tmp_path, set(), finished="model.onnx")
+    _assert_interrupted(done, tmp_path, set(), finished=("model.onnx",))
 
 
 @pytest.mark.slow
@@ -55,5 +62,6 @@ def test_sigterm_during_depth_calib_removes_its_work_folder(static_onnx, tmp_pat
     argv = ["depth-calib", "--onnx", str(static_onnx), "--data", str(frames), "--num-images", "24",
             "--num-eval", "8", "--output", str(out), "--max-fallback", "0"]
     done = signal_after(argv, signal.SIGTERM, after=lambda: bool(_calib_workdirs() - before))
-    _assert_interrupted(done, tmp_path, {"frames"})
+    finished = ("model.int8.onnx", "model.int8.report.json", "model.int8.report.md")
+    _assert_interrupted(done, tmp_path, {"frames"}, finished=finished)
     assert _calib_workdirs() - before == set(), "the quantizer's work folder is removed"
