@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import importlib
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -43,6 +43,11 @@ class Backend(abc.ABC):
 
     #: Short backend name ("onnxruntime", "tensorrt", "pytorch").
     name: str = "backend"
+    #: Whether ``infer`` may run on several threads at once (depth-run's streams): an ONNX Runtime
+    #: session may; one TensorRT execution context with its bound buffers may not.
+    concurrent_calls: bool = False
+    #: CPU threads the backend was asked for (None: its default); reported in depth-run's stats.
+    threads: Optional[int] = None
 
     def __init__(self, spec: ModelSpec, model_path: str) -> None:
         self.spec = spec

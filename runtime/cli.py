@@ -54,6 +54,7 @@ from edgedepth.runtime.sources import (
     redact_url,
 )
 from edgedepth.runtime.stats import format_summary
+from edgedepth.runtime.streams import InferencePlan, plan_inference
 
 LOG = logging.getLogger("edgedepth.runtime")
 #: Exit reasons that are a normal end of a run (exit status 0).
@@ -130,6 +131,9 @@ def run_parser() -> argparse.ArgumentParser:
     _add_backend_arguments(parser)
     parser.add_argument("--preprocess", choices=PREPROCESS_CHOICES, default="python",
                         help="resize+normalise in python (OpenCV), native (C++, `make native`) or cuda")
+    parser.add_argument("--streams", type=positive_int,
+                        help="frames inferred at once (ONNX Runtime); default 2 for a file on the CPU provider "
+                             "(each on half the cores, unless --threads), else 1")
     _add_source_arguments(parser)
     _add_output_arguments(parser)
     return parser
@@ -195,6 +199,20 @@ def _backend_options(args: argparse.Namespace) -> Dict[str, Any]:
         options["providers"] = [name.strip() for name in args.providers.split(",") if name.strip()]
     if args.device:
         options["device"] = args.device
+    return options
+
+
+def _inference_plan(args: argparse.Namespace, source: Source) -> InferencePlan:
+    """Frames in flight and threads each: as asked, else what edgedepth.runtime.streams finds fastest."""
+    backend = resolve_backend(args.model, args.backend)
+    return plan_inference(backend, source.live, args.threads, args.streams, _backend_options(args).get("providers"))
+
+
+def _planned_backend_options(args: argparse.Namespace, plan: InferencePlan) -> Dict[str, Any]:
+    """The backend options, with the plan's threads (--threads itself, or a share of the cores per stream)."""
+    options = _backend_options(args)
+    if plan.threads:
+        options["threads"] = plan.threads
     return options
 
 
@@ -303,7 +321,8 @@ def _stream(args: argparse.Namespace) -> int:
     uri = args.camera if args.camera is not None else args.input
     # The source first: a wrong path fails in milliseconds, before an engine takes seconds to load.
     with open_source(uri, _source_options(args), camera=args.camera is not None) as source:
-        with open_backend(args.model, args.backend, **_backend_options(args)) as backend:
+        plan = _inference_plan(args, source)
+        with open_backend(args.model, args.backend, **_planned_backend_options(args, plan)) as backend:
             LOG.info("model %s on %s, input %dx%d", args.model, backend.detail, backend.spec.width, backend.spec.height)
             options = PipelineOptions(
                 max_frames=args.max_frames,
@@ -312,6 +331,7 @@ def _stream(args: argparse.Namespace) -> int:
                 overlay=not args.no_overlay,
                 progress_every_s=0 if args.quiet else 5.0,
                 preprocess=args.preprocess,
+                streams=plan.streams,
             )
             pipeline = DepthPipeline(source, backend, _make_outputs(args, source), options)
             try:

@@ -53,6 +53,7 @@ class OnnxRuntimeBackend(Backend):
     """Runs an edgedepth ONNX file (spec from its metadata) with ONNX Runtime."""
 
     name = "onnxruntime"
+    concurrent_calls = True  # InferenceSession.run is thread-safe
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class OnnxRuntimeBackend(Backend):
         # The same session as the export and calibration checks (Q/DQ-changing rewrites off), so
         # depth-run and depth-parity run the Q/DQ graph as written (and as TensorRT will).
         self._session = open_session(model_path, providers=entries, threads=int(threads or 0))
+        self.threads = int(threads) if threads else None
         super().__init__(self._read_spec(model_path), model_path)
         self._input_name, self._batch_dim, self._input_dtype = self._check_io()
 

@@ -4,7 +4,9 @@ Three threads joined by bounded queues, so while the network runs on frame k, fr
 read and preprocessed and frame k-1 is coloured, shown and written; throughput approaches the
 backend's own. One preprocessed frame at most waits for the network, so a live camera's frames
 are never older than one inference. The render stage runs on the calling (main) thread, where
-GUI toolkits want it and where Ctrl-C lands.
+GUI toolkits want it and where Ctrl-C lands. With ``streams`` > 1, that many inferer threads run
+frames at once (a backend that takes concurrent calls: edgedepth.runtime.streams says why this
+pays on the CPU), and the render stage puts their results back in order.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from edgedepth.cli import describe_os_error
 from edgedepth.colormap import colorize_depth
-from edgedepth.errors import EdgeDepthError
+from edgedepth.errors import EdgeDepthError, UsageError
 from edgedepth.native import preprocessor
 from edgedepth.runtime.backend import Backend, warm_up
 from edgedepth.runtime.sinks import DepthWriter, VideoSink, WindowSink, draw_overlay, side_by_side
@@ -72,6 +74,9 @@ class PipelineOptions:
     progress_every_s: float = 5.0
     #: python, native (C++) or cuda: edgedepth.native.IMPLEMENTATIONS.
     preprocess: str = "python"
+    #: Frames inferred at once, one inferer thread each (edgedepth.runtime.streams.plan_inference);
+    #: more than 1 needs a backend whose ``concurrent_calls`` is True.
+    streams: int = 1
 
 
 @dataclass
@@ -111,7 +116,9 @@ class PipelineError(EdgeDepthError):
 @dataclass
 class _Item:
     frame: Frame
-    tensor: np.ndarray
+    tensor: Optional[np.ndarray]
+    #: Position in the stream: the render stage shows items in this order.
+    seq: int = 0
     depth: Optional[np.ndarray] = None
 
 
@@ -132,12 +139,15 @@ class DepthPipeline:
         spec = backend.spec
         self.depth_range = self.options.depth_range or (spec.min_depth, spec.max_depth)
         self._preprocess = preprocessor(self.options.preprocess)
+        self._streams = _check_streams(self.options.streams, backend)
         self.timings = StageTimings(STAGES)
         self._stop = threading.Event()
         self._stop_requested = False  # a plain flag: set from a signal handler, read between frames
         self._slot = threading.Semaphore(1)  # one preprocessed frame may wait for the network
         self._to_infer: "queue.Queue[Any]" = queue.Queue()
         self._to_render: "queue.Queue[Any]" = queue.Queue(maxsize=2)
+        self._waiting: Dict[int, _Item] = {}  # results that came back before an earlier frame's
+        self._next_seq = 0
         self._rate = RateMeter()
         self._processed = 0
         self._first_start: Optional[float] = None
@@ -160,9 +170,10 @@ class DepthPipeline:
                 tensor = self._preprocess(frame.image, self.backend.spec, "BGR")
                 self.timings.add("preprocess", time.perf_counter() - start)
                 self.timings.add("capture", frame.capture_s)
-                self._to_infer.put(_Item(frame, tensor))
+                self._to_infer.put(_Item(frame, tensor, read))
                 read += 1
-            self._to_infer.put(_END)
+            for _ in range(self._streams):  # one end marker per inferer thread
+                self._to_infer.put(_END)
         except BaseException as exc:  # hand every failure to the main thread
             self._to_infer.put(_StageError(exc))
 
@@ -181,6 +192,7 @@ class DepthPipeline:
                     self._put_render(item)
                     return
                 start = time.perf_counter()
+                assert item.tensor is not None, "the reader queues every frame with its tensor"
                 item.depth = self.backend.infer(item.tensor)
                 self.timings.add("infer", time.perf_counter() - start)
                 item.tensor = None  # free it now rather than when the render stage is done
@@ -212,10 +224,9 @@ class DepthPipeline:
     def run(self) -> RunResult:
         """Stream until the source ends, ``max_frames``, q/Esc, Ctrl-C or an error; finalise outputs."""
         warm_up(self.backend, self.options.warmup_iterations)
-        threads = [
-            threading.Thread(target=self._reader, name="depth-run reader", daemon=True),
-            threading.Thread(target=self._inferer, name="depth-run infer", daemon=True),
-        ]
+        threads = [threading.Thread(target=self._reader, name="depth-run reader", daemon=True)]
+        threads += [threading.Thread(target=self._inferer, name=f"depth-run infer {index}", daemon=True)
+                    for index in range(self._streams)]
         for thread in threads:
             thread.start()
         reason, error = "end_of_stream", None
@@ -240,6 +251,7 @@ class DepthPipeline:
         return result
 
     def _render_loop(self) -> str:
+        ended = 0
         while not self._stop_requested:
             try:
                 item = self._to_render.get(timeout=_POLL_S)
@@ -248,12 +260,24 @@ class DepthPipeline:
                     return "user_quit"
                 continue
             if item is _END:
-                return "max_frames" if self._reached_limit() else "end_of_stream"
+                ended += 1  # every inferer has sent its last frame when the last marker arrives
+                if ended == self._streams:
+                    return "max_frames" if self._reached_limit() else "end_of_stream"
+                continue
             if isinstance(item, _StageError):
                 raise item.error
-            if not self._finish(item):
+            if not self._finish_in_order(item):
                 return "user_quit"
         return "interrupted"
+
+    def _finish_in_order(self, item: _Item) -> bool:
+        """Render ``item`` and the results waiting behind it, in stream order; False when the user quit."""
+        self._waiting[item.seq] = item
+        while self._next_seq in self._waiting and not self._stop_requested:
+            if not self._finish(self._waiting.pop(self._next_seq)):
+                return False
+            self._next_seq += 1
+        return True
 
     def _reached_limit(self) -> bool:
         return self.options.max_frames is not None and self._processed >= self.options.max_frames
@@ -336,7 +360,16 @@ class DepthPipeline:
             "corrupt": counters.corrupt,
             "reconnects": counters.reconnects,
         }
-        return RunResult(reason, frames, self._fps(), wall, self.timings.summary_ms(), error)
+        info = {"streams": self._streams, "threads": getattr(self.backend, "threads", None)}
+        return RunResult(reason, frames, self._fps(), wall, self.timings.summary_ms(), error, info)
+
+
+def _check_streams(streams: int, backend: Backend) -> int:
+    if streams < 1:
+        raise UsageError(f"streams {streams}: need at least 1 frame in flight")
+    if streams > 1 and not getattr(backend, "concurrent_calls", False):
+        raise UsageError(f"the {backend.name} backend runs one frame at a time, not {streams}: use streams=1")
+    return streams
 
 
 def _describe(error: BaseException) -> str:

@@ -63,6 +63,7 @@ class PyTorchBackend(Backend):
             torch.set_num_threads(int(threads))
         model, spec = load_checkpoint(model_path, map_location="cpu")
         super().__init__(spec, model_path)
+        self.threads = int(threads) if threads else None
         self._model: Any = model.to(self._device).eval()  # None once released
 
     @property

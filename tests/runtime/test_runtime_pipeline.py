@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedepth.errors import BackendError, SourceError
+from edgedepth.errors import BackendError, SourceError, UsageError
 from edgedepth.preprocess import preprocess
 from edgedepth.runtime import open_backend
 from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineError, PipelineOptions
@@ -236,3 +236,57 @@ class DyingCamera:
 
     def release(self):
         pass
+
+
+class JitteryBackend(SlowBackend):
+    """SlowBackend taking concurrent calls, each after a different delay, so results come back out of order."""
+
+    concurrent_calls = True
+
+    def infer(self, batch):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise BackendError("simulated device loss")
+        time.sleep(self.delay_s * (self.calls % 3))
+        return self._backend.infer(batch)
+
+
+def test_frames_inferred_at_once_are_rendered_in_order_each_with_its_own_depth(tiny_model, make_video, tmp_path):
+    received = []
+    depth_dir = tmp_path / "depth"
+    with open_backend(str(tiny_model.path)) as real, VideoFileSource(str(make_video(count=12))) as source:
+        outputs = Outputs(depth=DepthWriter(str(depth_dir)),
+                          on_depth=lambda frame, depth: received.append((frame, depth)))
+        options = PipelineOptions(warmup_iterations=0, streams=3)
+        result = DepthPipeline(source, JitteryBackend(real, 0.02), outputs, options).run()
+    assert result.exit_reason == "end_of_stream" and result.frames["processed"] == 12
+    assert result.to_dict()["streams"] == 3
+    assert [frame.index for frame, _ in received] == list(range(12))
+    assert sorted(p.stem for p in depth_dir.iterdir()) == [f"{i:06d}" for i in range(12)]
+    for frame, depth in received:
+        reference = tiny_model.reference(preprocess(frame.image, tiny_model.spec))[0, 0]
+        np.testing.assert_allclose(depth, reference, atol=1e-5)
+
+
+def test_a_failure_in_one_of_several_streams_fails_the_run_with_outputs_finalised(tiny_model, make_video, tmp_path):
+    out = tmp_path / "partial.mp4"
+    with open_backend(str(tiny_model.path)) as real, VideoFileSource(str(make_video(count=12))) as source:
+        pipeline = DepthPipeline(source, JitteryBackend(real, 0.01, fail_at=6), Outputs(video=VideoSink(str(out), 15)),
+                                 PipelineOptions(warmup_iterations=0, streams=2))
+        with pytest.raises(PipelineError, match="simulated device loss") as info:
+            pipeline.run()
+    processed = info.value.result.frames["processed"]
+    assert processed < 12 and frame_count(out) == processed
+
+
+def test_several_streams_need_a_backend_that_takes_concurrent_calls(tiny_model, make_video):
+    with open_backend(str(tiny_model.path)) as real, VideoFileSource(str(make_video(count=2))) as source:
+        with pytest.raises(UsageError, match="one frame at a time"):
+            DepthPipeline(source, SlowBackend(real, 0.0), Outputs(), PipelineOptions(streams=2))
+
+
+def frame_count(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    return count
