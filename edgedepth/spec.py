@@ -14,6 +14,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
+from edgedepth.camera import PinholeIntrinsics
 from edgedepth.errors import SpecError
 
 #: Key under which the spec is stored in ONNX ``metadata_props`` (value: JSON of ``to_dict``).
@@ -25,6 +26,8 @@ SIZE_MULTIPLE = 32
 MAX_INPUT_SIDE = 8192
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: What a model's output can be: ``metric`` = metres, right for the training camera (``intrinsics``).
+DEPTH_KINDS = ("metric",)
 #: Bump when the preprocessing changes what a given spec produces: it is part of every preprocessing key.
 PREPROCESS_KEY_VERSION = 1
 
@@ -62,7 +65,7 @@ def check_input_side(name: str, value: int, multiple: int = SIZE_MULTIPLE) -> No
 #: Text fields; mappings; numbers (checked before any value is used, so a hand-edited file gets
 #: one line naming the field instead of a TypeError deep inside a stage).
 _TEXT_FIELDS = ("color_order", "input_name", "output_name", "layout", "output_unit", "architecture", "config_hash",
-                "edgedepth_version")
+                "edgedepth_version", "depth_kind")
 _MAPPING_FIELDS = ("arch_options", "provenance")
 
 
@@ -105,6 +108,11 @@ class ModelSpec:
     Input is ``layout`` (NCHW) float32, ``(pixel/255 - mean) / std`` in ``color_order``; output
     ``output_name`` is ``N x 1 x H x W`` depth in ``output_unit`` (metres) in
     ``(0, max_depth)``; values below ``min_depth`` are outside the trained range.
+
+    ``intrinsics`` is the camera the network was trained with, at ``height`` x ``width`` (the
+    input size; :meth:`replace` rescales it with the size): metric depth is right for that focal
+    length, and depth-run rescales it for another camera's (``--intrinsics``). None for artifacts
+    trained without a known camera or written before it was recorded.
     """
 
     height: int
@@ -127,6 +135,11 @@ class ModelSpec:
     edgedepth_version: str = ""
     #: Where the artifact came from (checkpoint sha256, source ONNX sha256, ...), filled by export.
     provenance: Dict[str, Any] = field(default_factory=dict)
+    #: The training camera at height x width; None when unknown (older artifacts, folder datasets
+    #: without ``data.intrinsics``).
+    intrinsics: Optional[PinholeIntrinsics] = None
+    #: What the output is (:data:`DEPTH_KINDS`).
+    depth_kind: str = "metric"
 
     def __post_init__(self) -> None:
         if not self.edgedepth_version:
@@ -134,6 +147,8 @@ class ModelSpec:
 
             self.edgedepth_version = __version__
         _check_field_types(self)
+        if self.intrinsics is not None and not isinstance(self.intrinsics, PinholeIntrinsics):
+            self.intrinsics = PinholeIntrinsics.from_dict(self.intrinsics, "model spec field intrinsics")
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
         self.validate()
@@ -155,6 +170,12 @@ class ModelSpec:
             raise SpecError(f"color_order {self.color_order!r} is not supported: use 'RGB' or 'BGR'")
         if self.layout != "NCHW":
             raise SpecError(f"layout {self.layout!r} is not supported: edgedepth models take 'NCHW'")
+        if self.depth_kind not in DEPTH_KINDS:
+            raise SpecError(f"depth_kind {self.depth_kind!r} is not supported: edgedepth models output "
+                            f"{' or '.join(DEPTH_KINDS)} depth; the artifact was written by another tool")
+        if self.intrinsics is not None and self.intrinsics.size != (self.width, self.height):
+            raise SpecError(f"model spec intrinsics are for {self.intrinsics.width}x{self.intrinsics.height} but the "
+                            f"input is {self.width}x{self.height}; the spec was hand-edited: re-export it")
 
     @property
     def input_shape(self) -> Tuple[int, int, int, int]:
@@ -196,7 +217,13 @@ class ModelSpec:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> "ModelSpec":
-        """A copy with ``changes`` applied (validated)."""
+        """A copy with ``changes`` applied (validated). A new height/width rescales ``intrinsics``
+        (the camera as the network sees it at the new input size) unless ``changes`` names them."""
+        width, height = changes.get("width", self.width), changes.get("height", self.height)
+        resized = (width, height) != (self.width, self.height)
+        sizes_usable = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height))
+        if resized and sizes_usable and self.intrinsics is not None and "intrinsics" not in changes:
+            changes["intrinsics"] = self.intrinsics.scaled_to(width, height)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -204,6 +231,7 @@ class ModelSpec:
         data = dataclasses.asdict(self)
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
+        data["intrinsics"] = self.intrinsics.to_dict() if self.intrinsics is not None else None
         return data
 
     @classmethod

@@ -18,11 +18,11 @@ using detail::Json;
 namespace {
 
 const std::set<std::string> kKnownFields = {
-    "arch_options", "architecture", "color_order", "config_hash", "dynamic", "edgedepth_version", "height",
-    "input_name", "layout", "max_depth", "mean", "min_depth", "output_name", "output_unit", "provenance", "std",
-    "width"};
+    "arch_options", "architecture", "color_order", "config_hash", "depth_kind", "dynamic", "edgedepth_version",
+    "height", "input_name", "intrinsics", "layout", "max_depth", "mean", "min_depth", "output_name", "output_unit",
+    "provenance", "std", "width"};
 const char* const kTextFields[] = {"color_order", "input_name", "output_name", "layout", "output_unit",
-                                   "architecture", "config_hash", "edgedepth_version"};
+                                   "architecture", "config_hash", "edgedepth_version", "depth_kind"};
 const char* const kMappingFields[] = {"arch_options", "provenance"};
 
 bool is_number(const Json& value) { return value.is_number(); }  // JSON booleans are not numbers
@@ -61,7 +61,7 @@ Json with_defaults(const Json& data) {
       {"color_order", d.color_order}, {"input_name", d.input_name}, {"output_name", d.output_name},
       {"layout", d.layout}, {"output_unit", d.output_unit}, {"architecture", d.architecture},
       {"arch_options", Json::object()}, {"dynamic", d.dynamic}, {"config_hash", d.config_hash},
-      {"edgedepth_version", d.edgedepth_version}, {"provenance", Json::object()}};
+      {"edgedepth_version", d.edgedepth_version}, {"provenance", Json::object()}, {"depth_kind", "metric"}};
   for (const auto& item : data.items()) spec[item.key()] = item.value();
   // __post_init__ fills a falsy edgedepth_version with the running version before any check.
   const Json& version = spec["edgedepth_version"];
