@@ -1,0 +1,321 @@
+"""Sparse-depth alignment: a robust per-frame fit of the predicted depth to sparse metric points.
+
+Why inverse depth: a monocular network sees disparity-like cues (size, texture density, parallax
+of the training rigs), and its errors across cameras and scenes are, to first order, an unknown
+affine map of *inverse* depth (the MiDaS/DPT/Depth Anything family is trained scale-and-shift
+invariant in disparity for exactly this reason: Ranftl et al., TPAMI 2022, "Towards Robust
+Monocular Depth Estimation"). A shift in depth would move near and far pixels by the same metres,
+which no such error does. So the model, with rho = 1 / predicted depth, is
+
+    1 / aligned = a * rho + b        ("scale_shift"),    1 / aligned = a * rho   ("scale")
+
+reported as ``scale = 1 / a`` (the depth multiplier: with b = 0, aligned = scale x depth) and
+``shift = b`` (1/m). Each measurement z contributes the *relative* residual
+
+    r = (a * rho + b) * z - 1  =  a * (z / d) + b * z - 1,
+
+its inverse-depth error relative to the measured inverse depth (about minus the relative depth
+error), so near and far points weigh alike; it is linear in (a, b).
+
+The fit: start from the median ratio, minimise sum(soft_l1(r / f)) with SciPy's
+``least_squares`` (a robust, bounded-influence loss: a few wild points cannot drag it), take as
+inliers the points within max(3 x 1.4826 x MAD, 2 %) of that fit, and refit by least squares on
+the inliers. Degenerate inputs fall back and say so in the frame's record: fewer than
+``MIN_POINTS_SHIFT`` points, or points that span too narrow a depth range (a wall) to tell scale
+from shift -> scale only; fewer than ``MIN_POINTS_SCALE`` -> identity. The output is clipped to
+the model's [min_depth, max_depth]; a NaN from the network stays NaN (a broken model is never
+hidden behind plausible numbers, as in edgedepth.metrics).
+"""
+from __future__ import annotations
+
+import collections
+import math
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Deque, Dict, List, Optional, Protocol, Tuple
+
+import numpy as np
+
+from edgedepth.errors import UsageError
+from edgedepth.runtime.sources.base import Frame
+from edgedepth.runtime.sparse import SparseDepthReader
+from edgedepth.runtime.stats import TimingRecorder
+
+ALIGN_MODES = ("scale", "scale_shift")
+#: Fewer valid points than this: no fit at all (identity).
+MIN_POINTS_SCALE = 3
+#: Fewer than this: scale only (two parameters from a handful of points overfit the noise).
+MIN_POINTS_SHIFT = 8
+#: Relative spread (p90 - p10) / p50 of the points' inverse depths below which scale and shift
+#: cannot be told apart (all points at about one depth): scale only.
+MIN_RELATIVE_SPREAD = 0.05
+#: Robust loss scale: residuals (relative) larger than this are down-weighted.
+ROBUST_SCALE = 0.05
+#: Inlier band: never narrower than this relative residual, however exact the prediction.
+MIN_INLIER_BAND = 0.02
+#: Points a fit uses: a uniform random sample above this (dense maps), which bounds the time per
+#: frame at any density; the scale's statistical error at this many points is far below the
+#: prediction's own error.
+MAX_FIT_POINTS = 8192
+#: Floor of the log-scale measurement variance given to a scale filter: the prediction's errors
+#: are correlated across the image, so n points do not shrink the uncertainty as 1/n forever.
+LOG_SCALE_VARIANCE_FLOOR = 0.02**2
+
+
+@dataclass
+class AlignmentFit:
+    """One frame's fit: ``model`` is the one used (scale_shift, scale, identity) and ``reason``
+    says why it is simpler than requested (empty when it is not)."""
+
+    model: str
+    scale: float = 1.0
+    shift: float = 0.0
+    points: int = 0
+    inliers: int = 0
+    #: Median |relative residual| over the inliers after the refit.
+    residual: float = float("nan")
+    #: Variance of log(scale) from the refit, floored (for a temporal filter).
+    log_scale_variance: float = float("inf")
+    reason: str = ""
+
+    @property
+    def inlier_fraction(self) -> float:
+        return self.inliers / self.points if self.points else 0.0
+
+
+class ScaleFilter(Protocol):
+    """Smooths the per-frame log-scale across frames (edgedepth.runtime.temporal.ScaleKalman)."""
+
+    def update(self, log_scale: Optional[float], variance: float) -> Optional[float]:
+        """The filtered log-scale after this frame's measurement (None: no measurement this frame);
+        None while nothing has been measured."""
+
+    def summary(self) -> Dict[str, Any]:
+        """The filter's settings and counts, for the stats."""
+
+
+def fit_alignment(depth: np.ndarray, sparse: np.ndarray, mode: str = "scale_shift",
+                  rng: Optional[np.random.Generator] = None) -> AlignmentFit:
+    """Fit ``depth`` (HxW predicted metres) to ``sparse`` (HxW metres, 0 = none); see the module docstring."""
+    check_mode(mode)
+    valid = (sparse > 0) & np.isfinite(sparse) & (depth > 0) & np.isfinite(depth)
+    # c = z / d and z: the residual's coefficients of a and b.
+    points = int(np.count_nonzero(valid))
+    if points < MIN_POINTS_SCALE:
+        return AlignmentFit("identity", points=points, reason=f"{points} points, fewer than {MIN_POINTS_SCALE}")
+    z, c = _point_sample(depth, sparse, valid, points, rng or np.random.default_rng(0))
+    model, reason = _model_for(mode, z, c)
+    params = _robust_fit(c, z, model)
+    inliers = _inliers(_residuals(params, c, z, model))
+    params = _least_squares(c[inliers], z[inliers], model)
+    if params[0] <= 0:  # a <= 0 would invert near and far: the points do not support two parameters
+        model, reason = "scale", "the scale-and-shift fit inverted depth order"
+        params = _least_squares(c[inliers], z[inliers], model)
+    return _fit_record(model, reason, params, c, z, inliers, points)
+
+
+def check_mode(mode: str) -> None:
+    if mode not in ALIGN_MODES:
+        raise UsageError(f"--align {mode!r} is unknown: use one of {', '.join(ALIGN_MODES)}")
+
+
+def _model_for(mode: str, z: np.ndarray, c: np.ndarray) -> Tuple[str, str]:
+    if mode == "scale":
+        return "scale", ""
+    if z.size < MIN_POINTS_SHIFT:
+        return "scale", f"{z.size} points, fewer than {MIN_POINTS_SHIFT} for scale and shift"
+    rho = c / z  # predicted inverse depth at the points
+    p10, p50, p90 = np.percentile(rho, [10, 50, 90])
+    if (p90 - p10) / p50 < MIN_RELATIVE_SPREAD:
+        return "scale", f"points span {100 * (p90 - p10) / p50:.1f}% of inverse depth: too narrow for a shift"
+    return "scale_shift", ""
+
+
+def _point_sample(depth: np.ndarray, sparse: np.ndarray, valid: np.ndarray, points: int,
+                  rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """(z, c = z / d) at the valid points, at most MAX_FIT_POINTS of them (a uniform sample)."""
+    index = np.flatnonzero(valid)
+    if points > MAX_FIT_POINTS:
+        index = index[rng.choice(points, MAX_FIT_POINTS, replace=False)]
+    z = sparse.ravel()[index].astype(np.float64)
+    return z, z / depth.ravel()[index].astype(np.float64)
+
+
+def _residuals(params: np.ndarray, c: np.ndarray, z: np.ndarray, model: str) -> np.ndarray:
+    residual = params[0] * c - 1.0
+    return residual + params[1] * z if model == "scale_shift" else residual
+
+
+def _robust_fit(c: np.ndarray, z: np.ndarray, model: str) -> np.ndarray:
+    """Soft-L1 fit of (a, b) started from the median ratio (b = 0), SciPy's trust-region solver."""
+    try:  # SciPy only when alignment is asked for
+        from scipy.optimize import least_squares
+    except ImportError as exc:
+        raise UsageError("sparse-depth alignment needs SciPy: `pip install scipy` (on a Jetson: "
+                         "`sudo apt install python3-scipy`), or run without --sparse-depth") from exc
+
+    start = np.array([1.0 / float(np.median(c)), 0.0])
+    if model == "scale":
+        design = c[:, None]
+        start = start[:1]
+    else:
+        design = np.stack([c, z], axis=1)
+    result = least_squares(lambda p: design @ p - 1.0, start, jac=lambda p: design, loss="soft_l1",
+                           f_scale=ROBUST_SCALE, method="trf", x_scale="jac")
+    return np.append(result.x, 0.0) if model == "scale" else np.asarray(result.x)
+
+
+def _inliers(residuals: np.ndarray) -> np.ndarray:
+    spread = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
+    return np.abs(residuals) <= max(3.0 * spread, MIN_INLIER_BAND)
+
+
+def _least_squares(c: np.ndarray, z: np.ndarray, model: str) -> np.ndarray:
+    if model == "scale":
+        return np.array([float(c.sum() / (c @ c)), 0.0])
+    solution, *_ = np.linalg.lstsq(np.stack([c, z], axis=1), np.ones_like(c), rcond=None)
+    return np.asarray(solution, dtype=np.float64)
+
+
+def shift_given_scale(a: float, c: np.ndarray, z: np.ndarray) -> float:
+    """The least-squares b for a fixed a (a filtered scale): argmin sum((a c + b z - 1)^2)."""
+    return float(z @ (1.0 - a * c) / (z @ z))
+
+
+def _fit_record(model: str, reason: str, params: np.ndarray, c: np.ndarray, z: np.ndarray,
+                inliers: np.ndarray, points: int) -> AlignmentFit:
+    """The fit's record; inliers are counted on the sample and scaled to all ``points``."""
+    residuals = _residuals(params, c[inliers], z[inliers], model)
+    return AlignmentFit(model, scale=float(1.0 / params[0]), shift=float(params[1]), points=points,
+                        inliers=round(points * float(inliers.mean())), residual=float(np.median(np.abs(residuals))),
+                        log_scale_variance=_log_scale_variance(params[0], residuals, c[inliers], z[inliers], model),
+                        reason=reason)
+
+
+def _log_scale_variance(a: float, residuals: np.ndarray, c: np.ndarray, z: np.ndarray, model: str) -> float:
+    """var(log a) of the least-squares refit, sigma^2 (X^T X)^-1 [0, 0] / a^2, floored."""
+    design = c[:, None] if model == "scale" else np.stack([c, z], axis=1)
+    dof = max(residuals.size - design.shape[1], 1)
+    sigma2 = float(residuals @ residuals) / dof
+    try:
+        variance = sigma2 * float(np.linalg.inv(design.T @ design)[0, 0]) / (a * a)
+    except np.linalg.LinAlgError:
+        return float("inf")
+    return max(variance, LOG_SCALE_VARIANCE_FLOOR) if math.isfinite(variance) else float("inf")
+
+
+def apply_alignment(depth: np.ndarray, fit: AlignmentFit, min_depth: float, max_depth: float) -> np.ndarray:
+    """``depth`` under ``fit`` (see the module docstring), clipped to [min_depth, max_depth]."""
+    if fit.model == "identity":
+        return depth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if fit.shift == 0.0:
+            aligned = depth * np.float32(fit.scale)
+        else:
+            inverse = np.float32(1.0 / fit.scale) / depth + np.float32(fit.shift)
+            # Non-positive inverse depth is beyond infinity: the far end of the range.
+            aligned = np.where(inverse > 0, 1.0 / inverse, np.float32(max_depth))
+            aligned = np.where(np.isnan(depth), depth, aligned)
+    return np.clip(aligned, min_depth, max_depth).astype(np.float32, copy=False)
+
+
+class SparseAlignment:
+    """Depth stage: each frame's depth aligned to its sparse points (the aligned depth replaces it).
+
+    ``scale_filter`` (optional) smooths the scale across frames; with scale_shift the shift is then
+    refitted to the inliers under the filtered scale, so scale and shift stay consistent.
+    """
+
+    def __init__(self, reader: SparseDepthReader, mode: str, min_depth: float, max_depth: float,
+                 scale_filter: Optional[ScaleFilter] = None, keep_records: int = 10000) -> None:
+        check_mode(mode)
+        self.reader, self.mode = reader, mode
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+        self.scale_filter = scale_filter
+        self.frames = 0
+        self.without_sparse = 0
+        self.models: Dict[str, int] = collections.Counter()
+        self.fallbacks: Dict[str, int] = collections.Counter()
+        #: The newest per-frame records (bounded: a day-long stream must not grow).
+        self.records: Deque[Dict[str, Any]] = collections.deque(maxlen=keep_records)
+        self.timing = TimingRecorder()
+        self._rng = np.random.default_rng(0)
+
+    def __call__(self, frame: Frame, depth: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        self.frames += 1
+        sparse = self.reader.read(frame, depth.shape)
+        if sparse is None:
+            self.without_sparse += 1
+            return depth
+        fit = fit_alignment(depth, sparse, self.mode, self._rng)
+        raw_scale = fit.scale
+        if self.scale_filter is not None:
+            fit = self._filtered(fit, depth, sparse)
+        aligned = apply_alignment(depth, fit, self.min_depth, self.max_depth)
+        self.timing.add(time.perf_counter() - start)
+        self._record(frame, fit, raw_scale)
+        return aligned
+
+    def _filtered(self, fit: AlignmentFit, depth: np.ndarray, sparse: np.ndarray) -> AlignmentFit:
+        assert self.scale_filter is not None
+        measured = math.log(fit.scale) if fit.model != "identity" else None
+        filtered = self.scale_filter.update(measured, fit.log_scale_variance)
+        if filtered is None:
+            return fit
+        scale = math.exp(filtered)
+        if fit.model == "identity":  # too few points this frame: the filter's scale carries over
+            return _replace(fit, model="held", scale=scale, shift=0.0)
+        if fit.model == "scale":
+            return _replace(fit, scale=scale)
+        valid = (sparse > 0) & np.isfinite(depth) & (depth > 0)
+        z = sparse[valid].astype(np.float64)
+        c = z / depth[valid].astype(np.float64)
+        return _replace(fit, scale=scale, shift=shift_given_scale(1.0 / scale, c, z))
+
+    def _record(self, frame: Frame, fit: AlignmentFit, raw_scale: float) -> None:
+        self.models[fit.model] += 1
+        if fit.reason:
+            self.fallbacks[_reason_kind(fit.reason)] += 1
+        record = {"frame": frame.index, "name": frame.name, **asdict(fit), "inlier_fraction": fit.inlier_fraction}
+        record.pop("log_scale_variance")
+        if self.scale_filter is not None:
+            record["scale_measured"] = raw_scale
+        self.records.append(record)
+
+    def summary(self) -> Dict[str, Any]:
+        """Counts, the distribution of scale/shift/residual/inlier fraction, timing and the records."""
+        records = list(self.records)
+        fitted = [r for r in records if r["model"] != "identity"]
+        return {
+            "mode": self.mode,
+            "frames": self.frames,
+            "aligned": sum(n for model, n in self.models.items() if model != "identity"),
+            "without_sparse": self.without_sparse,
+            "models": dict(self.models),
+            "fallbacks": dict(self.fallbacks),
+            **{key: distribution([r[key] for r in fitted]) for key in ("scale", "shift", "residual",
+                                                                         "inlier_fraction", "points")},
+            "time_ms": self.timing.summary_ms(),
+            **({"scale_filter": self.scale_filter.summary()} if self.scale_filter is not None else {}),
+            "per_frame": records,
+        }
+
+
+def _reason_kind(reason: str) -> str:
+    """A fallback reason without its numbers, to count alike reasons together."""
+    return re.sub(r"[0-9.]+%?", "N", reason)
+
+
+def _replace(fit: AlignmentFit, **changes: Any) -> AlignmentFit:
+    return AlignmentFit(**{**asdict(fit), **changes})
+
+
+def distribution(values: List[float]) -> Dict[str, Optional[float]]:
+    """count, median, p10 and p90 of ``values`` (None when there are none)."""
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    if finite.size == 0:
+        return {"count": 0, "median": None, "p10": None, "p90": None}
+    p10, p50, p90 = np.percentile(finite, [10, 50, 90])
+    return {"count": int(finite.size), "median": float(p50), "p10": float(p10), "p90": float(p90)}
