@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from edgedepth.camera import CameraCalibration, parse_intrinsics
 from edgedepth.cli import (
     configure_logging,
     describe_os_error,
@@ -42,7 +43,11 @@ from edgedepth.runtime.backend import (
     resolve_backend,
 )
 from edgedepth.runtime.bench import benchmark_backend, environment, frames_from_source, make_batches, synthetic_frames
-from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineError, PipelineOptions, RunResult
+from edgedepth.runtime.focal import DepthCamera, FocalRescale, no_training_camera
+from edgedepth.runtime.pipeline import DepthPipeline, DepthStage, Outputs, PipelineError, PipelineOptions, RunResult
+from edgedepth.runtime.points import PointsWriter
+from edgedepth.runtime.record import DEFAULT_FRAME_ID, FrameClock, McapRecorder
+from edgedepth.runtime.ros_messages import Topics
 from edgedepth.runtime.sinks import DEPTH_FORMATS, DepthWriter, VideoSink, WindowSink, display_decision, probe_window
 from edgedepth.runtime.sources import (
     FLIP_METHODS,
@@ -120,6 +125,22 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-frames", type=positive_int, help="stop after this many frames")
     add("--stats-json", metavar="FILE", help="write frame counts, fps and per-stage timings here")
     add("--quiet", action="store_true", help="only errors on stderr")
+    _add_robot_arguments(parser)
+
+
+def _add_robot_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument_group("camera, point clouds and ROS 2 recording (README: Robots)").add_argument
+    add("--intrinsics", metavar="FILE|fx,fy,cx,cy",
+        help="your camera at its capture resolution (OpenCV / ROS camera_info YAML, or four pixel values): metric "
+             "depth is rescaled by f_yours / f_training, and points and camera_info use it")
+    add("--save-points", metavar="DIR", help="write a binary PLY point cloud per frame into DIR (metres, "
+                                             "optical frame)")
+    add("--points-stride", type=positive_int, default=1, help="--save-points: every N-th pixel of every N-th row")
+    add("--no-points-color", action="store_true", help="--save-points: x, y, z only (no red/green/blue)")
+    add("--record", metavar="FILE.mcap",
+        help="record ROS 2 depth (32FC1), image (bgr8), camera_info and points (PointCloud2) into an MCAP file")
+    add("--topic-prefix", default="/edgedepth", help="--record: topic namespace (default /edgedepth)")
+    add("--frame-id", default=DEFAULT_FRAME_ID, help=f"--record: header frame_id (default {DEFAULT_FRAME_ID})")
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -176,13 +197,21 @@ def check_run_outputs(args: argparse.Namespace) -> None:
     outputs on one file, an output folder that cannot be written, and a --save-depth folder that
     holds the input images (their depth files would replace or join them)."""
     inputs = {"--input": args.input, "--model": args.model}
-    check_outputs({"--output": args.output, "--stats-json": args.stats_json}, inputs)
-    if args.save_depth is None:
-        return
-    check_writable_folder(args.save_depth, "--save-depth")
-    if args.input is not None and any(same_file(Path(image).parent, args.save_depth)
-                                      for image in image_paths(args.input)):
-        raise UsageError(f"--save-depth {args.save_depth} holds the --input images: their depth files would "
+    if args.intrinsics is not None and Path(args.intrinsics).is_file():
+        inputs["--intrinsics"] = args.intrinsics
+    if args.record is not None and not args.record.lower().endswith(".mcap"):
+        raise UsageError(f"--record {args.record}: name an .mcap file (ROS 2 MCAP recording), e.g. run.mcap")
+    check_outputs({"--output": args.output, "--stats-json": args.stats_json, "--record": args.record}, inputs)
+    for option, folder in (("--save-depth", args.save_depth), ("--save-points", args.save_points)):
+        if folder is not None:
+            _check_output_folder(option, folder, args.input)
+
+
+def _check_output_folder(option: str, folder: str, input_uri: Optional[str]) -> None:
+    """A per-frame output folder must be writable and must not be the folder of the input images."""
+    check_writable_folder(folder, option)
+    if input_uri is not None and any(same_file(Path(image).parent, folder) for image in image_paths(input_uri)):
+        raise UsageError(f"{option} {folder} holds the --input images: the files written there would "
                          "replace or mix with them; choose another folder")
 
 
@@ -228,7 +257,7 @@ def _source_options(args: argparse.Namespace) -> SourceOptions:
     )
 
 
-def _make_outputs(args: argparse.Namespace, source: Source) -> Outputs:
+def _make_outputs(args: argparse.Namespace, source: Source, camera: DepthCamera) -> Outputs:
     outputs = Outputs()
     if _want_window(args.no_display):
         outputs.window = WindowSink("depth-run (q/Esc quits)")
@@ -237,7 +266,34 @@ def _make_outputs(args: argparse.Namespace, source: Source) -> Outputs:
                                   fourcc=_fourcc_for(args.output))
     if args.save_depth:
         outputs.depth = DepthWriter(args.save_depth, args.depth_format)
+    if args.save_points:
+        outputs.frame_sinks.append(PointsWriter(args.save_points, camera, args.points_stride,
+                                                colour=not args.no_points_color))
+    if args.record:
+        clock = FrameClock(live=source.live, fps=source.fps)
+        outputs.frame_sinks.append(McapRecorder(args.record, camera, clock, Topics(args.topic_prefix), args.frame_id))
     return outputs
+
+
+def depth_camera(args: argparse.Namespace, backend: Backend, calibration: Optional[CameraCalibration]) -> DepthCamera:
+    """The camera of the depth images; UsageError when an option needs one the model cannot give."""
+    camera = DepthCamera(backend.spec, calibration)
+    if calibration is not None and backend.spec.intrinsics is None:
+        raise no_training_camera(args.model, "--intrinsics")
+    needing = [flag for flag, given in (("--save-points", args.save_points), ("--record", args.record)) if given]
+    if needing and not camera.known:
+        raise UsageError(f"{needing[0]} needs the camera's intrinsics and {args.model} does not record its training "
+                         "camera: give --intrinsics FILE|fx,fy,cx,cy")
+    return camera
+
+
+def depth_stages(args: argparse.Namespace, camera: DepthCamera) -> List[DepthStage]:
+    """The depth stages of this run, in order (edgedepth.runtime.pipeline.DepthStage): the focal
+    rescale first, so later stages see metric depth for the user's camera."""
+    stages: List[DepthStage] = []
+    if camera.calibration is not None:
+        stages.append(FocalRescale(camera))
+    return stages
 
 
 def _want_window(no_display: bool) -> bool:
@@ -317,13 +373,14 @@ def stop_between_frames(pipeline: DepthPipeline) -> Iterator[None]:
         yield
 
 
-def _stream(args: argparse.Namespace) -> int:
+def _stream(args: argparse.Namespace, calibration: Optional[CameraCalibration]) -> int:
     uri = args.camera if args.camera is not None else args.input
     # The source first: a wrong path fails in milliseconds, before an engine takes seconds to load.
     with open_source(uri, _source_options(args), camera=args.camera is not None) as source:
         plan = _inference_plan(args, source)
         with open_backend(args.model, args.backend, **_planned_backend_options(args, plan)) as backend:
             LOG.info("model %s on %s, input %dx%d", args.model, backend.detail, backend.spec.width, backend.spec.height)
+            camera = depth_camera(args, backend, calibration)
             options = PipelineOptions(
                 max_frames=args.max_frames,
                 colormap=args.colormap,
@@ -333,7 +390,8 @@ def _stream(args: argparse.Namespace) -> int:
                 preprocess=args.preprocess,
                 streams=plan.streams,
             )
-            pipeline = DepthPipeline(source, backend, _make_outputs(args, source), options)
+            pipeline = DepthPipeline(source, backend, _make_outputs(args, source, camera), options,
+                                     depth_stages(args, camera))
             try:
                 with stop_between_frames(pipeline):
                     result = pipeline.run()
@@ -355,7 +413,8 @@ def _run(args: argparse.Namespace) -> int:
     check_backend_args(args)
     check_run_outputs(args)
     preprocessor(args.preprocess)  # a --preprocess that is not built: a usage error before any work
-    return _stream(args)
+    calibration = parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None
+    return _stream(args, calibration)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,11 @@ are never older than one inference. The render stage runs on the calling (main) 
 GUI toolkits want it and where Ctrl-C lands. With ``streams`` > 1, that many inferer threads run
 frames at once (a backend that takes concurrent calls: edgedepth.runtime.streams says why this
 pays on the CPU), and the render stage puts their results back in order.
+
+Depth stages (:class:`DepthStage`: the focal rescale of ``--intrinsics``, and post-processors such
+as sparse-depth alignment or temporal filtering) run on the render thread, in stream order, on
+each frame's depth before any sink sees it: the window, the video, the depth files, the point
+clouds, the recording and ``on_depth`` all get the same, final depth.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -34,6 +39,32 @@ _END = object()  # end of stream marker passed down the queues
 _POLL_S = 0.05  # how often blocked stages look at the stop flag (and the window at its events)
 
 
+class DepthStage(Protocol):
+    """One step applied to every frame's depth on the render thread, in stream order (also with
+    several inference streams), before every sink.
+
+    ``name`` is the key of :meth:`summary` in the run's stats JSON. A stage may keep state from
+    frame to frame (frames arrive in order); it must return a new array or its input, H x W float32
+    metres, with invalid pixels <= 0 or NaN.
+    """
+
+    name: str
+
+    def __call__(self, frame: Frame, depth: np.ndarray) -> np.ndarray: ...
+
+    def summary(self) -> Dict[str, Any]:
+        """What the stage did over the run (JSON-serialisable), for the stats."""
+        ...
+
+
+class FrameSink(Protocol):
+    """An output fed each frame with its final depth (point clouds, a recording)."""
+
+    def write(self, frame: Frame, depth: np.ndarray) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Outputs:
     """The sinks of one run; any may be None."""
@@ -41,6 +72,8 @@ class Outputs:
     window: Optional[WindowSink] = None
     video: Optional[VideoSink] = None
     depth: Optional[DepthWriter] = None
+    #: Point clouds, a recording: each gets every frame and its depth, in order.
+    frame_sinks: List[FrameSink] = field(default_factory=list)
     #: Library use: called with each frame and its depth (H x W float32 metres) on the render thread.
     on_depth: Optional[Callable[[Frame, np.ndarray], None]] = None
 
@@ -51,7 +84,7 @@ class Outputs:
     def close(self) -> None:
         """Finalise every sink (the video's container index is written here), even after an error."""
         errors = []
-        for sink in (self.video, self.depth, self.window):
+        for sink in (self.video, self.depth, *self.frame_sinks, self.window):
             if sink is None:
                 continue
             try:
@@ -131,8 +164,9 @@ class DepthPipeline:
     """Runs ``source`` through ``backend`` into ``outputs``; :meth:`run` returns a RunResult."""
 
     def __init__(self, source: Source, backend: Backend, outputs: Outputs,
-                 options: Optional[PipelineOptions] = None) -> None:
+                 options: Optional[PipelineOptions] = None, stages: Sequence[DepthStage] = ()) -> None:
         self.source = source
+        self.stages = _check_stage_names(stages)
         self.backend = backend
         self.outputs = outputs
         self.options = options or PipelineOptions()
@@ -287,6 +321,8 @@ class DepthPipeline:
         start = time.perf_counter()
         assert item.depth is not None, "the inferer sets depth before it queues an item for rendering"
         depth = np.array(item.depth[0, 0], dtype=np.float32)  # own copy: backends may reuse buffers
+        for stage in self.stages:
+            depth = stage(item.frame, depth)
         colour = colorize_depth(depth, *self.depth_range, self.options.colormap) if self.outputs.needs_view else None
         postprocessed = time.perf_counter()
         self.timings.add("postprocess", postprocessed - start)
@@ -301,6 +337,8 @@ class DepthPipeline:
         self._note_size_change(frame.image.shape[:2])
         if self.outputs.depth is not None:
             self.outputs.depth.write(frame.name, depth)
+        for sink in self.outputs.frame_sinks:
+            sink.write(frame, depth)
         if self.outputs.on_depth is not None:
             self.outputs.on_depth(frame, depth)
         if colour is None:
@@ -361,7 +399,22 @@ class DepthPipeline:
             "reconnects": counters.reconnects,
         }
         info = {"streams": self._streams, "threads": getattr(self.backend, "threads", None)}
+        info.update({stage.name: stage.summary() for stage in self.stages})
         return RunResult(reason, frames, self._fps(), wall, self.timings.summary_ms(), error, info)
+
+
+#: Keys of the stats a depth stage's name may not take.
+_RESERVED_NAMES = ("streams", "threads", "exit_reason", "error", "fps", "wall_s", "frames", "stages_ms")
+
+
+def _check_stage_names(stages: Sequence[DepthStage]) -> List[DepthStage]:
+    """The stages, once their names are known to be distinct keys of the stats."""
+    names = [stage.name for stage in stages]
+    clash = [name for name in names if name in _RESERVED_NAMES or names.count(name) > 1]
+    if clash:
+        raise UsageError(f"depth stage name {clash[0]!r} is taken (stage names: {names}; reserved: "
+                         f"{', '.join(_RESERVED_NAMES)}): give each stage its own name")
+    return list(stages)
 
 
 def _check_streams(streams: int, backend: Backend) -> int:

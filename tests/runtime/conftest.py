@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import cv2
 import numpy as np
 import pytest
 
+from edgedepth.camera import PinholeIntrinsics
 from edgedepth.spec import ModelSpec
 
 from media_helpers import write_video
@@ -30,10 +31,11 @@ class TinyModel:
 
 
 def build_tiny_onnx(path: Path, height: int = 64, width: int = 96, dynamic: bool = False, max_depth: float = 10.0,
-                    seed: int = 0, with_spec: bool = True, fp16_io: bool = False) -> TinyModel:
+                    seed: int = 0, with_spec: bool = True, fp16_io: bool = False,
+                    intrinsics: Optional[PinholeIntrinsics] = None) -> TinyModel:
     """Write a 1x1-conv -> sigmoid -> x max_depth ONNX depth model carrying a ModelSpec
     (``fp16_io``: the whole graph, inputs and outputs included, in FP16, as AutoCast writes with
-    ``keep_io_types=False``)."""
+    ``keep_io_types=False``); ``intrinsics``: the training camera its spec records (at its input size)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -64,7 +66,8 @@ def build_tiny_onnx(path: Path, height: int = 64, width: int = 96, dynamic: bool
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     spec = ModelSpec(
-        height=height, width=width, min_depth=0.1, max_depth=max_depth, dynamic=dynamic, architecture="tiny"
+        height=height, width=width, min_depth=0.1, max_depth=max_depth, dynamic=dynamic, architecture="tiny",
+        intrinsics=intrinsics,
     )
     if with_spec:
         for key, value in spec.to_metadata_props().items():

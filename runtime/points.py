@@ -1,0 +1,89 @@
+"""Point clouds: the depth image back-projected through its pinhole camera, and PLY files of it.
+
+A pixel (u, v) with depth z > 0 becomes ``x = (u - cx) * z / fx``, ``y = (v - cy) * z / fy``, ``z``,
+in float32 in that order of operations (the native kernel's, native/src/kernels_common.hpp), in
+the camera's optical frame: x right, y down, z forward, metres (ROS REP 103's ``*_optical_frame``).
+Pixels without depth (<= 0, NaN, inf) give no point. ``--points-stride N`` keeps every N-th pixel
+of every N-th row, starting at (0, 0).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from edgedepth.camera import PinholeIntrinsics
+from edgedepth.errors import UsageError
+from edgedepth.io import write_bytes_atomic
+from edgedepth.preprocess import import_cv2
+from edgedepth.runtime.focal import DepthCamera
+from edgedepth.runtime.sources import Frame
+
+
+def back_project(depth: np.ndarray, camera: PinholeIntrinsics, stride: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    """(N x 3 float32 points, (N, 2) int (v, u) pixel of each) of the valid pixels of ``depth``."""
+    if depth.shape != (camera.height, camera.width):
+        raise UsageError(f"depth of {depth.shape[1]}x{depth.shape[0]} with a camera for "
+                         f"{camera.width}x{camera.height}: back-project the depth with the intrinsics of its own size")
+    z = np.asarray(depth, dtype=np.float32)[::stride, ::stride]
+    rows, cols = np.nonzero(np.isfinite(z) & (z > 0))
+    v, u = rows * stride, cols * stride
+    zs = z[rows, cols]
+    x = (u.astype(np.float32) - np.float32(camera.cx)) * zs / np.float32(camera.fx)
+    y = (v.astype(np.float32) - np.float32(camera.cy)) * zs / np.float32(camera.fy)
+    return np.stack([x, y, zs], axis=1).astype(np.float32), np.stack([v, u], axis=1)
+
+
+def colour_at_depth_size(image: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """The BGR frame resized to the depth image (as the model input was: bilinear, stretched), so
+    the colour pixel (u, v) is the one the depth pixel (u, v) was computed from."""
+    height, width = depth.shape
+    if image.shape[:2] == (height, width):
+        return image
+    cv2 = import_cv2()
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def encode_ply(points: np.ndarray, colours: Optional[np.ndarray] = None) -> bytes:
+    """A binary little-endian PLY of N x 3 float32 points, with N x 3 uint8 RGB colours if given."""
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if colours is not None:
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    vertices = np.empty(len(points), dtype=np.dtype(fields))
+    for axis, name in enumerate("xyz"):
+        vertices[name] = points[:, axis]
+    if colours is not None:
+        for channel, name in enumerate(("red", "green", "blue")):
+            vertices[name] = colours[:, channel]
+    properties = "".join(f"property {'float' if kind == '<f4' else 'uchar'} {name}\n" for name, kind in fields)
+    header = ("ply\nformat binary_little_endian 1.0\n"
+              "comment edgedepth depth-run: metres, camera optical frame (x right, y down, z forward)\n"
+              f"element vertex {len(points)}\n{properties}end_header\n")
+    return header.encode("ascii") + vertices.tobytes()
+
+
+class PointsWriter:
+    """``--save-points DIR``: one PLY per frame, ``DIR/<name>.ply`` (the ``--save-depth`` name)."""
+
+    def __init__(self, directory: str, camera: DepthCamera, stride: int = 1, colour: bool = True) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.camera = camera
+        self.stride = int(stride)
+        self.colour = colour
+        self.written = 0
+
+    def write(self, frame: Frame, depth: np.ndarray) -> Path:
+        points, pixels = back_project(depth, self.camera.for_frame(frame, depth), self.stride)
+        colours = None
+        if self.colour:
+            bgr = colour_at_depth_size(frame.image, depth)
+            colours = bgr[pixels[:, 0], pixels[:, 1]][:, ::-1]
+        path = self.directory / f"{frame.name}.ply"
+        write_bytes_atomic(path, encode_ply(points, colours))  # an OSError names ``path``
+        self.written += 1
+        return path
+
+    def close(self) -> None:
+        """Nothing is held open; present so every sink closes the same way."""
