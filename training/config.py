@@ -91,9 +91,15 @@ class DataConfig:
     mean: List[float] = option([0.485, 0.456, 0.406], help="per-channel normalisation mean (ImageNet)")
     std: List[float] = option([0.229, 0.224, 0.225], help="per-channel normalisation std (ImageNet)")
     train_split: str = option("train", help="the dataset's split used for training")
-    val_split: str = option("val", help="the dataset's split used for validation")
+    val_split: str = option("val", help="selects best.pt: val = held out of train by scene (synthetic: its val rooms)")
+    test_split: str = option("test", help="the official test split; only depth-eval --split test reads it")
     train_list: Optional[str] = option(None, help="file list (one sample per line) overriding the train split")
-    val_list: Optional[str] = option(None, help="file list (one sample per line) overriding the val split")
+    val_list: Optional[str] = option(None, help="file list of validation samples (replaces the held-out part)")
+    test_list: Optional[str] = option(None, help="file list overriding the test split (KITTI: the Eigen test list)")
+    holdout_fraction: float = option(0.05, range=(0.001, 0.5), help="share of train held out (whole scenes) as val")
+    holdout_seed: int = option(0, help="seed of the scene-disjoint validation holdout")
+    gt_root: Optional[str] = option(None, help="KITTI: folder the list's depth paths are under (default: data.root)")
+    border_crop: bool = option(True, help="NYU: train without the blank registration border (BTS's 45:472, 43:608)")
     depth_scale: float = option(1000.0, range=POSITIVE, help="folder PNG units/metre (1000 mm, 5000 TUM, 256 KITTI)")
     skip_corrupt: bool = option(False, help="replace a missing or unreadable sample by the next readable one")
     num_workers: int = option(2, range=(0, 64), help="DataLoader worker processes (0 = main process)")
@@ -107,11 +113,18 @@ class LossConfig:
     silog_weight: float = option(0.5, range=(0.0, None), help="weight of the scale-invariant log loss")
     gradient_weight: float = option(0.0, range=(0.0, None), help="weight of the multi-scale gradient loss")
     gradient_scales: List[int] = option([1, 2, 4, 8], help="gradient loss downsampling factors, each listed once")
-    gradient_space: str = option("depth", choices=("depth", "log"), help="gradients of depth or of log depth")
+    gradient_space: str = option(
+        "depth", choices=("depth", "log", "aligned", "standardized"),
+        help="gradients of depth, log depth, the SSI-aligned prediction (MiDaS) or mean/MAD-standardised maps (G2)",
+    )
     ssi_standardize: str = option("lstsq", choices=("lstsq", "mad"), help="least-squares scale+shift or median/MAD")
     ssi_space: str = option("depth", choices=("depth", "disparity"), help="SSI compares depth or 1 / depth")
     silog_lambda: float = option(0.85, range=(0.0, 1.0), help="SiLog variance weight (1 ignores a global scale)")
     silog_scale: float = option(10.0, range=POSITIVE, help="SiLog output multiplier (AdaBins uses 10)")
+    normalize: str = option(
+        "none", choices=("none", "running_mean"),
+        help="running_mean: each term divided by a running mean of its value, so the weights are the shares",
+    )
 
 
 @dataclass
@@ -131,12 +144,13 @@ class TrainConfig:
     eval_every: int = option(500, range=(1, None), help="steps between validations (and best.pt updates)")
     checkpoint_every: int = option(200, range=(1, None), help="steps between writes of checkpoints/last.pt")
     max_nonfinite: int = option(20, range=(1, None), help="abort after this many non-finite losses in a row")
+    sync_bn: bool = option(False, help="DDP on CUDA: BatchNorm statistics over all GPUs (SyncBatchNorm)")
     precise_bn_batches: int = option(50, range=(0, None), help="re-estimate BatchNorm at the end (0 = keep running)")
 
 
 @dataclass
 class EvalConfig:
-    split: str = option("val", help="split depth-eval reads (val = data.val_split)")
+    split: str = option("val", help="split depth-eval reads: val (the one selecting best.pt) or test")
     batch_size: int = option(8, range=(1, None), help="images per evaluation batch")
     crop: str = option("none", choices=CROPS, help="standard crop: eigen_nyu (NYU), garg_kitti / eigen_kitti")
     alignment: str = option("none", choices=ALIGNMENTS, help="align prediction to GT before metrics")

@@ -117,26 +117,12 @@ class SSILoss(nn.Module):
         count = valid.sum(dim=1)
         n = count.clamp_min(1).float()
         if self.standardize == "lstsq":
-            residual = self._lstsq_residual(p, t, valid, n)
+            residual = lstsq_residual(p, t, valid, n, self.eps)
         else:
             residual = self._mad_normalize(p, valid, n) - self._mad_normalize(t, valid, n)
         per_image = torch.where(valid, residual.abs(), 0.0).sum(dim=1) / n
         has_pixels = (count > 0).float()
         return (per_image * has_pixels).sum() / has_pixels.sum().clamp_min(1.0)
-
-    def _lstsq_residual(self, p: Tensor, t: Tensor, valid: Tensor, n: Tensor) -> Tensor:
-        """``s * pred + t - target`` at valid pixels (0 elsewhere) for the least-squares s, t."""
-        p_centred = _centre(p, valid, p.sum(dim=1) / n)
-        t_centred = _centre(t, valid, t.sum(dim=1) / n)
-        variance = (p_centred * p_centred).sum(dim=1) / n
-        covariance = (p_centred * t_centred).sum(dim=1) / n
-        # The guard is relative to pred's magnitude, so it does not bias far-range disparities
-        # (var ~1e-5) yet dominates float32 rounding when pred is constant (var ~1e-14 p^2).
-        # The absolute floor keeps the gradient finite for an all-zero pred.
-        mean_square = (p * p).sum(dim=1) / n
-        scale = covariance / (variance + self.eps * mean_square + 1e-12)
-        # s*p + (mean_t - s*mean_p) - t == s*(p - mean_p) - (t - mean_t)
-        return scale[:, None] * p_centred - t_centred
 
     def _mad_normalize(self, x: Tensor, valid: Tensor, n: Tensor) -> Tensor:
         """``(x - median) / mean|x - median|`` over each image's valid pixels (0 elsewhere)."""
@@ -145,6 +131,37 @@ class SSILoss(nn.Module):
         deviation = _centre(x, valid, median)
         spread = deviation.abs().sum(dim=1) / n
         return deviation / spread.clamp_min(self.eps)[:, None]
+
+
+def lstsq_residual(p: Tensor, t: Tensor, valid: Tensor, n: Tensor, eps: float = 1e-6) -> Tensor:
+    """``s * p + t0 - t`` per row (``N x HW``, 0 at invalid pixels) for the least-squares ``s``, ``t0``.
+
+    ``p`` and ``t`` hold 0 at invalid pixels, ``n`` is each row's valid count (>= 1). This is
+    ``SSILoss``'s alignment (its docstring gives the centred form and the relative guard) and the
+    ``aligned`` space of the gradient loss: the aligned prediction minus the target.
+    """
+    p_centred = _centre(p, valid, p.sum(dim=1) / n)
+    t_centred = _centre(t, valid, t.sum(dim=1) / n)
+    variance = (p_centred * p_centred).sum(dim=1) / n
+    covariance = (p_centred * t_centred).sum(dim=1) / n
+    # The guard is relative to pred's magnitude, so it does not bias far-range disparities
+    # (var ~1e-5) yet dominates float32 rounding when pred is constant (var ~1e-14 p^2).
+    # The absolute floor keeps the gradient finite for an all-zero pred.
+    mean_square = (p * p).sum(dim=1) / n
+    scale = covariance / (variance + eps * mean_square + 1e-12)
+    # s*p + (mean_t - s*mean_p) - t == s*(p - mean_p) - (t - mean_t)
+    return scale[:, None] * p_centred - t_centred
+
+
+def mean_mad_standardize(x: Tensor, valid: Tensor, n: Tensor, eps: float = 1e-6) -> Tensor:
+    """``(x - mean) / mean|x - mean|`` per row over valid pixels, 0 elsewhere (G2-MonoDepth).
+
+    G2-MonoDepth's ``StandardizeData`` (``src/utils.py``): the masked mean and the mean absolute
+    deviation from it, not the median (that is MiDaS's, ``SSILoss(standardize="mad")``).
+    """
+    deviation = _centre(x, valid, x.sum(dim=1) / n)
+    spread = deviation.abs().sum(dim=1) / n
+    return deviation / spread.clamp_min(eps)[:, None]
 
 
 def _centre(x: Tensor, valid: Tensor, centre: Tensor) -> Tensor:
@@ -198,7 +215,23 @@ class MultiScaleGradientLoss(nn.Module):
     differentiated with the 3x3 Sobel kernels divided by 8 (so a gradient reads as depth change
     per pixel), and compared with L1 (``|dx| + |dy|``) over pixels whose whole 3x3 neighbourhood
     is valid and inside the image, averaged over the batch. The loss is the mean over scales;
-    ``forward`` returns ``(loss, {"s1": .., "s2": .., ...})``. ``space="log"`` compares log depth.
+    ``forward`` returns ``(loss, {"s1": .., "s2": .., ...})``.
+
+    ``space`` is the map whose gradients are compared:
+
+    * ``depth``: metric depth. The term then also penalises a global scale error (a x1.2 pred
+      has x1.2 gradients), which SiLog already does, and it grows with the scene's depth range.
+    * ``log``: log depth; a global scale error is invisible to it, a shift is not.
+    * ``aligned``: the prediction aligned to the target per image by SSI's least-squares scale
+      and shift (:func:`lstsq_residual`), minus the target: MiDaS's gradient-matching term, which
+      MiDaS applies to its scale/shift-aligned prediction. Invariant to a global scale and shift
+      of ``pred``, so it only sees the shape of the map, its edges included.
+    * ``standardized``: both maps standardised per image by their mean and mean absolute
+      deviation (:func:`mean_mad_standardize`), as G2-MonoDepth's ``grad_function(sta_depth,
+      sta_gt)``; also invariant to a global scale and shift of ``pred``, and unit-free.
+
+    In ``aligned`` the scale and shift are not detached, as in MiDaS (the gradient flows through
+    the closed-form solution).
 
     Pooling and Sobel are linear, so both are applied once to ``pred - target`` rather than to
     each, for the whole batch at once.
@@ -214,14 +247,26 @@ class MultiScaleGradientLoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor, valid_mask: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         valid = _valid_mask(pred, target, valid_mask)
-        if self.space == "log":
-            diff = _safe_log(pred, valid) - _safe_log(target, valid)  # log(1) - log(1) = 0 where invalid
-        else:
-            # One ``where`` after the subtraction suffices: its backward passes 0 to invalid
-            # pixels and the subtraction's backward never multiplies by the (maybe NaN) values.
-            diff = torch.where(valid, pred.float() - target.float(), 0.0)
+        diff = self._difference(pred, target, valid)
         per_scale = {f"s{s}": self._scale_loss(diff, valid, s) for s in self.scales}
         return torch.stack(list(per_scale.values())).mean(), per_scale
+
+    def _difference(self, pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        """The compared map of ``pred`` minus that of ``target`` in ``self.space`` (0 where invalid)."""
+        if self.space == "log":
+            return _safe_log(pred, valid) - _safe_log(target, valid)  # log(1) - log(1) = 0 where invalid
+        if self.space == "depth":
+            # One ``where`` after the subtraction suffices: its backward passes 0 to invalid
+            # pixels and the subtraction's backward never multiplies by the (maybe NaN) values.
+            return torch.where(valid, pred.float() - target.float(), 0.0)
+        flat_valid = valid.flatten(1)
+        p, t = _safe(pred, valid, 0.0).flatten(1), _safe(target, valid, 0.0).flatten(1)
+        n = flat_valid.sum(dim=1).clamp_min(1).float()
+        if self.space == "aligned":
+            diff = lstsq_residual(p, t, flat_valid, n)
+        else:  # standardized
+            diff = mean_mad_standardize(p, flat_valid, n) - mean_mad_standardize(t, flat_valid, n)
+        return diff.view_as(pred)
 
     def _scale_loss(self, diff: Tensor, valid: Tensor, scale: int) -> Tensor:
         if min(diff.shape[-2:]) // scale < 3:  # no 3x3 neighbourhood left at this scale
@@ -264,15 +309,44 @@ def _erode3x3(valid: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- composite
 
 
+#: Momentum of ``loss.normalize=running_mean``: each step the running mean keeps 0.99 of itself
+#: and takes 0.01 of the new value, a memory of about 100 steps (1 / (1 - 0.99)): long enough
+#: that one odd batch barely moves it, short enough to follow the terms as they fall in training.
+NORMALIZE_MOMENTUM = 0.99
+
+#: The weighted terms, in the order of the running-mean buffer.
+TERMS = ("ssi", "silog", "grad")
+
+
 class DepthLoss(nn.Module):
     """Weighted sum of SSI, SiLog and multi-scale gradient losses.
 
     ``forward(pred, target, mask)`` returns ``(total, terms)``: ``total`` is the weighted sum (a
     tensor with grad); ``terms`` maps ``ssi``, ``silog``, ``grad``, ``grad/s1``, ... to the
-    *unweighted* value of each term and ``total`` to the weighted sum, as python floats. A term
-    with weight 0 is neither computed nor reported. The keywords are ``LossConfig``'s keys; a
-    missing one takes its default from there.
+    *unweighted* value of each term, ``share/ssi``, ``share/silog``, ``share/grad`` to each term's
+    part of ``total`` (its weighted, normalised value over ``total``; the shares of the active
+    terms sum to 1), and ``total`` to the weighted sum, as python floats. A term with weight 0 is
+    neither computed nor reported. The keywords are ``LossConfig``'s keys; a missing one takes
+    its default from there.
+
+    The weights alone do not say how much each term steers training: with the defaults SiLog
+    (x10) is about ten times SSI and the depth-space gradient term, so a gradient weight of 0.2
+    is about 3% of the total. ``normalize``:
+
+    * ``"none"``: ``total = sum(w_i * L_i)``.
+    * ``"running_mean"``: ``total = sum(w_i * L_i / m_i)``, ``m_i`` a running mean of ``L_i``
+      (detached: it rescales the term's gradient, it is not trained through). With every term
+      near its running mean, each share is about its weight over the sum of the weights, so the
+      configured weights are the shares. ``m_i`` is an exponential moving average with momentum
+      :data:`NORMALIZE_MOMENTUM` (about the last 100 steps), set to the first value seen (no
+      warm-up bias), updated in training mode only and only from finite values (a skipped NaN
+      step does not poison it). It is a buffer (``running_mean``, ``normalize_steps``) of this
+      module, so ``state_dict`` carries it and a resumed run continues it. Under DDP every
+      process keeps its own, from its own batches.
     """
+
+    running_mean: Tensor
+    normalize_steps: Tensor
 
     def __init__(self, **options: Any) -> None:
         super().__init__()
@@ -280,7 +354,9 @@ class DepthLoss(nn.Module):
         for key in LOSS_WEIGHT_KEYS:
             check_value(f"loss.{key}", values[key])
         check_loss_weights(values)
+        check_value("loss.normalize", values["normalize"])
         self.weights = {term: float(values[key]) for term, key in _WEIGHT_KEYS.items()}
+        self.normalize = str(values["normalize"])
         # Every term is built (so a typo in a disabled term's options is still reported), and
         # only the ones with a weight are kept.
         ssi = SSILoss(values["ssi_standardize"], values["ssi_space"])
@@ -289,6 +365,9 @@ class DepthLoss(nn.Module):
         self.ssi = ssi if self.weights["ssi"] > 0 else None
         self.silog = silog if self.weights["silog"] > 0 else None
         self.grad = grad if self.weights["grad"] > 0 else None
+        # Registered whatever ``normalize`` is, so every DepthLoss has the same state_dict keys.
+        self.register_buffer("running_mean", torch.zeros(len(TERMS)))
+        self.register_buffer("normalize_steps", torch.zeros((), dtype=torch.long))
 
     @classmethod
     def from_config(cls, cfg: Any) -> "DepthLoss":
@@ -298,12 +377,17 @@ class DepthLoss(nn.Module):
         return cls(**{key: getattr(cfg, key) for key in LOSS_KEYS if hasattr(cfg, key)})
 
     @property
+    def active_terms(self) -> List[str]:
+        """The weighted terms this loss computes (weight > 0), in ``TERMS`` order."""
+        return [name for name in TERMS if getattr(self, name) is not None]
+
+    @property
     def term_names(self) -> List[str]:
         """The keys ``forward`` reports, in order, ``total`` last."""
         names = [name for name in ("ssi", "silog") if getattr(self, name) is not None]
         if self.grad is not None:
             names += ["grad"] + [f"grad/s{s}" for s in self.grad.scales]
-        return names + ["total"]
+        return names + [f"share/{name}" for name in self.active_terms] + ["total"]
 
     def forward(self, pred: Tensor, target: Tensor, valid_mask: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         values: Dict[str, Tensor] = {}
@@ -314,13 +398,37 @@ class DepthLoss(nn.Module):
         if self.grad is not None:
             values["grad"], per_scale = self.grad(pred, target, valid_mask)
             values.update({f"grad/{key}": value for key, value in per_scale.items()})
+        active = self.active_terms
+        scales = self._normalizers(torch.stack([values[name] for name in active]), active)
         # At least one term: check_loss_weights refuses all-zero weights.
-        terms = [self.weights[name] * values[name] for name in ("ssi", "silog", "grad") if name in values]
-        total = sum(terms[1:], terms[0])
+        parts = [self.weights[name] * values[name] / scale for name, scale in zip(active, scales)]
+        total = sum(parts[1:], parts[0])
+        # The shares are read-outs: detached, and 0 rather than NaN for an all-zero total.
+        denominator = total.detach().abs().clamp_min(1e-12)
+        values.update({f"share/{name}": part.detach() / denominator for name, part in zip(active, parts)})
         values["total"] = total
         # One stack + tolist: a single device sync for all logged numbers.
         floats = torch.stack([v.detach().float() for v in values.values()]).tolist()
         return total, dict(zip(values.keys(), floats))
+
+    def _normalizers(self, current: Tensor, active: List[str]) -> List[Tensor]:
+        """What each active term is divided by: 1, or its running mean (updated first in training)."""
+        if self.normalize == "none":
+            return [current.new_ones(()) for _ in active]
+        index = torch.tensor([TERMS.index(name) for name in active], device=current.device)
+        current = current.detach().float()
+        if self.training:
+            # Tensor operations only (no ``if`` on a value): no device sync per step.
+            previous = self.running_mean[index]
+            blended = NORMALIZE_MOMENTUM * previous + (1.0 - NORMALIZE_MOMENTUM) * current
+            updated = torch.where(self.normalize_steps > 0, blended, current)  # the first step sets it
+            finite = torch.isfinite(current).all()
+            self.running_mean[index] = torch.where(finite, updated, previous)
+            self.normalize_steps += finite.long()
+        # Before any training step (an eval-mode call) the current values stand in.
+        divisor = torch.where(self.normalize_steps > 0, self.running_mean[index], current)
+        # An all-invalid batch can make a term exactly 0; the floor keeps the division finite.
+        return list(divisor.clamp_min(1e-12).unbind())
 
 
 #: Term name (as reported by ``forward``) -> its weight's key in ``LossConfig``.

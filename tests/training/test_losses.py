@@ -287,7 +287,8 @@ def test_depth_loss_reports_every_term_and_the_weighted_total():
     loss = DepthLoss(ssi_weight=0.4, silog_weight=0.4, gradient_weight=0.2, gradient_scales=(1, 2))
     total, terms = loss(pred, target, mask)
     total.backward()
-    assert list(terms) == loss.term_names == ["ssi", "silog", "grad", "grad/s1", "grad/s2", "total"]
+    assert list(terms) == loss.term_names == [
+        "ssi", "silog", "grad", "grad/s1", "grad/s2", "share/ssi", "share/silog", "share/grad", "total"]
     assert all(isinstance(v, float) for v in terms.values())
     expected = 0.4 * terms["ssi"] + 0.4 * terms["silog"] + 0.2 * terms["grad"]
     assert terms["total"] == pytest.approx(expected, rel=1e-6)
@@ -295,15 +296,18 @@ def test_depth_loss_reports_every_term_and_the_weighted_total():
     assert terms["grad"] == pytest.approx((terms["grad/s1"] + terms["grad/s2"]) / 2, rel=1e-6)
     assert terms["ssi"] == pytest.approx(SSILoss()(pred, target, mask).item(), rel=1e-6)
     assert pred.grad.abs().sum() > 0
+    for name, weight in (("ssi", 0.4), ("silog", 0.4), ("grad", 0.2)):
+        assert terms[f"share/{name}"] == pytest.approx(weight * terms[name] / expected, rel=1e-5)
 
 
 def test_depth_loss_leaves_out_zero_weight_terms():
     pred, target, mask = _scene()
     _, default_terms = DepthLoss()(pred, target, mask)
-    assert list(default_terms) == ["ssi", "silog", "total"]
+    assert list(default_terms) == ["ssi", "silog", "share/ssi", "share/silog", "total"]
     loss = DepthLoss(ssi_weight=0.0, silog_weight=0.0, gradient_weight=1.0, gradient_scales=[4])
     _, terms = loss(pred, target, mask)
-    assert list(terms) == loss.term_names == ["grad", "grad/s4", "total"]
+    assert list(terms) == loss.term_names == ["grad", "grad/s4", "share/grad", "total"]
+    assert terms["share/grad"] == pytest.approx(1.0)
     assert loss.ssi is None and loss.silog is None
 
 
@@ -312,10 +316,11 @@ def test_depth_loss_from_config_accepts_dataclass_omegaconf_and_dict():
                      gradient_space="log", ssi_standardize="mad", ssi_space="disparity")
     for source in (cfg, OmegaConf.structured(cfg), OmegaConf.to_container(OmegaConf.structured(cfg))):
         loss = DepthLoss.from_config(source)
-        assert loss.term_names == ["ssi", "grad", "grad/s1", "grad/s8", "total"]
+        assert loss.term_names == ["ssi", "grad", "grad/s1", "grad/s8", "share/ssi", "share/grad", "total"]
         assert loss.weights == {"ssi": 0.3, "silog": 0.0, "grad": 0.7}
         assert (loss.ssi.standardize, loss.ssi.space, loss.grad.space) == ("mad", "disparity", "log")
-    assert DepthLoss.from_config({"silog_weight": 1.0, "ssi_weight": 0.0}).term_names == ["silog", "total"]
+    assert DepthLoss.from_config({"silog_weight": 1.0, "ssi_weight": 0.0}).term_names == [
+        "silog", "share/silog", "total"]
 
 
 @pytest.mark.parametrize(
@@ -327,6 +332,7 @@ def test_depth_loss_from_config_accepts_dataclass_omegaconf_and_dict():
         ({"ssi_standardize": "median"}, "ssi_standardize is 'median'"),
         ({"ssi_space": "log"}, "ssi_space is 'log'"),
         ({"gradient_space": "disparity"}, "gradient_space is 'disparity'"),
+        ({"normalize": "batch"}, "normalize is 'batch'"),
         ({"gradient_scales": [0, 2]}, "gradient_scales"),
         ({"silog_lambda": 1.5}, "silog_lambda"),
     ],
@@ -339,3 +345,157 @@ def test_bad_loss_settings_raise_config_error(kwargs, message):
 def test_from_config_refuses_unknown_keys():
     with pytest.raises(ConfigError, match="unknown loss keys \\['ssi_wieght'\\]"):
         DepthLoss.from_config({"ssi_wieght": 1.0})
+
+
+# ----------------------------------------------------------------------------- shares and normalisation
+
+
+def _room_like(seed: int = 0):
+    """A smooth depth ramp with a box in front and a blurred, 10% too far prediction of it."""
+    target = torch.linspace(2.0, 6.0, 48).repeat(40, 1)[None, None].repeat(2, 1, 1, 1)
+    target[..., 10:30, 12:28] = 1.5
+    noise = 0.05 * torch.randn(target.shape, generator=torch.Generator().manual_seed(seed))
+    pred = 1.1 * F.avg_pool2d(target, 5, stride=1, padding=2, count_include_pad=False) + noise
+    return pred, target, torch.ones_like(target, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("normalize", ["none", "running_mean"])
+def test_shares_of_the_active_terms_sum_to_one(normalize):
+    loss = DepthLoss(ssi_weight=0.4, silog_weight=0.4, gradient_weight=0.2, normalize=normalize)
+    for seed in range(3):
+        _, terms = loss(*_room_like(seed))
+        shares = [terms[f"share/{name}"] for name in ("ssi", "silog", "grad")]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-6) and all(0.0 < s < 1.0 for s in shares)
+
+
+def test_without_normalisation_the_gradient_weight_is_not_its_share():
+    """The review's point (A1): under weights A the depth-space gradient term is a few % of the total."""
+    _, terms = DepthLoss(ssi_weight=0.4, silog_weight=0.4, gradient_weight=0.2)(*_room_like())
+    assert terms["share/grad"] < 0.1 and terms["share/silog"] > 0.7
+
+
+def test_running_mean_normalisation_makes_the_weights_the_shares():
+    loss = DepthLoss(ssi_weight=0.4, silog_weight=0.4, gradient_weight=0.2, normalize="running_mean")
+    _, first = loss(*_room_like(0))
+    assert [first[f"share/{n}"] for n in ("ssi", "silog", "grad")] == pytest.approx([0.4, 0.4, 0.2], abs=1e-6)
+    for seed in range(1, 20):
+        _, terms = loss(*_room_like(seed))
+    assert [terms[f"share/{n}"] for n in ("ssi", "silog", "grad")] == pytest.approx([0.4, 0.4, 0.2], abs=0.02)
+    assert terms["ssi"] != pytest.approx(terms["silog"], rel=0.5), "the reported terms stay unnormalised"
+
+
+def test_running_mean_is_an_ema_set_by_the_first_step_and_skips_non_finite_steps():
+    loss = DepthLoss(ssi_weight=0.0, silog_weight=1.0, normalize="running_mean")
+    pred, target, mask = _room_like()
+    _, first = loss(pred, target, mask)
+    assert loss.running_mean[1].item() == pytest.approx(first["silog"], rel=1e-6)
+    _, second = loss(pred * 1.3, target, mask)
+    expected = 0.99 * first["silog"] + 0.01 * second["silog"]
+    assert loss.running_mean[1].item() == pytest.approx(expected, rel=1e-6)
+    assert second["total"] == pytest.approx(second["silog"] / expected, rel=1e-5)
+    loss(torch.full_like(pred, math.nan), target, mask)
+    assert loss.running_mean[1].item() == pytest.approx(expected, rel=1e-6) and loss.normalize_steps.item() == 2
+    loss.eval()
+    loss(pred * 2.0, target, mask)
+    assert loss.running_mean[1].item() == pytest.approx(expected, rel=1e-6), "eval mode does not update it"
+
+
+def test_running_mean_travels_in_the_state_dict_so_a_resume_continues_it():
+    options = dict(ssi_weight=0.5, silog_weight=0.5, gradient_weight=0.3, normalize="running_mean")
+    straight, resumed = DepthLoss(**options), DepthLoss(**options)
+    for seed in range(3):
+        straight(*_room_like(seed))
+    resumed.load_state_dict(straight.state_dict())
+    _, a = straight(*_room_like(7))
+    _, b = resumed(*_room_like(7))
+    assert a == b
+    _, fresh = DepthLoss(**options)(*_room_like(7))
+    assert fresh["total"] != pytest.approx(a["total"], rel=1e-4)
+
+
+def test_normalize_none_matches_the_plain_weighted_sum():
+    pred, target, mask = _room_like()
+    _, plain = DepthLoss(gradient_weight=0.2)(pred, target, mask)
+    assert plain["total"] == pytest.approx(0.5 * plain["ssi"] + 0.5 * plain["silog"] + 0.2 * plain["grad"], rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- gradient spaces
+
+
+@pytest.mark.parametrize("space,scale_free,shift_free", [
+    ("depth", False, True), ("log", True, False), ("aligned", True, True), ("standardized", True, True)])
+def test_gradient_space_decides_what_a_global_scale_and_shift_cost(space, scale_free, shift_free):
+    pred, target, mask = _scene(invalid=0.05)
+    loss = MultiScaleGradientLoss(space=space)
+    base = _loss_value(loss, pred, target, mask).item()
+    scaled = _loss_value(loss, pred * 1.7, target, mask).item()
+    shifted = _loss_value(loss, pred + 0.8, target, mask).item()
+    assert (scaled == pytest.approx(base, rel=1e-4)) is scale_free
+    assert (shifted == pytest.approx(base, rel=1e-4)) is shift_free
+
+
+def _masked_lstsq_aligned(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each image's pred aligned to its target by numpy's least squares over the valid pixels."""
+    out = pred.clone()
+    for i in range(pred.shape[0]):
+        valid = mask[i, 0].numpy()
+        p, t = pred[i, 0].numpy()[valid], target[i, 0].numpy()[valid]
+        (s, shift), *_ = np.linalg.lstsq(np.stack([p, np.ones_like(p)], 1).astype(np.float64), t, rcond=None)
+        out[i, 0] = torch.from_numpy((s * pred[i, 0].numpy() + shift).astype(np.float32))
+    return out
+
+
+def test_aligned_space_is_the_depth_gradient_loss_of_the_least_squares_aligned_prediction():
+    pred, target, mask = _scene(invalid=0.1)
+    aligned = _loss_value(MultiScaleGradientLoss(space="aligned"), pred, target, mask).item()
+    by_hand = _loss_value(MultiScaleGradientLoss(space="depth"), _masked_lstsq_aligned(pred, target, mask),
+                          target, mask).item()
+    assert aligned == pytest.approx(by_hand, rel=1e-4)
+    assert aligned != pytest.approx(_loss_value(MultiScaleGradientLoss(), pred, target, mask).item(), rel=0.05)
+
+
+def test_standardized_space_compares_g2_mean_mad_standardised_maps():
+    pred, target, mask = _scene(invalid=0.1)
+
+    def standardise(x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        for i in range(x.shape[0]):
+            values = x[i, 0][mask[i, 0]]
+            mean = values.mean()
+            out[i, 0] = (x[i, 0] - mean) / (values - mean).abs().mean()
+        return out
+
+    standardized = _loss_value(MultiScaleGradientLoss(space="standardized"), pred, target, mask).item()
+    by_hand = _loss_value(MultiScaleGradientLoss(space="depth"), standardise(pred), standardise(target), mask)
+    assert standardized == pytest.approx(by_hand.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("space", ["aligned", "standardized"])
+def test_scale_free_gradient_spaces_stay_finite_on_degenerate_input(space):
+    loss = MultiScaleGradientLoss(space=space)
+    pred = torch.full((1, 1, 16, 16), 2.0, requires_grad=True)
+    target = torch.rand(1, 1, 16, 16) + 1.0
+    for mask in (torch.zeros_like(target, dtype=torch.bool), torch.ones_like(target, dtype=torch.bool)):
+        pred.grad = None
+        value = _loss_value(loss, pred, target, mask)
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(pred.grad).all()
+
+
+# ----------------------------------------------------------------------------- boundary F1 on a picture
+
+
+def test_boundary_f1_scores_a_sharp_step_edge_above_a_blurred_one():
+    """docs/METRICS.md: a higher boundary F1 means predicted depth edges sit where the true ones are."""
+    from edgedepth.metrics import compute_edge_metrics
+
+    gt = _step_edge()[0, 0].numpy()
+    sharp = compute_edge_metrics(_step_edge()[0, 0].numpy() * 1.05, gt)
+    assert sharp["boundary_f1"] == pytest.approx(1.0), "right up to scale: the edges stay"
+    # Blurred over ~3 px the ramp fires beyond the 2 px tolerance: precision falls, recall holds.
+    ramp = compute_edge_metrics(_step_edge(blur_sigma=3.0)[0, 0].numpy(), gt)
+    assert ramp["boundary_recall"] == pytest.approx(1.0) and ramp["boundary_precision"] < 0.9
+    assert ramp["boundary_f1"] < sharp["boundary_f1"]
+    # Blurred more, no neighbour pair differs by 10% any more: no predicted edge, F1 0.
+    smooth = compute_edge_metrics(_step_edge(blur_sigma=5.0)[0, 0].numpy(), gt)
+    assert smooth["boundary_recall"] == 0.0 and smooth["boundary_f1"] == 0.0
