@@ -10,7 +10,8 @@ are matched to frames by name:
 * videos, cameras and streams (``match="index"``): the stem is the frame index, zero-padded or not
   (``000123.png`` and ``123.npy`` both belong to frame 123).
 
-A frame without a file is not aligned (the alignment stage counts it). A map of another size
+The folder is listed once, at start (a missing or empty folder is refused before any work). A
+frame without a file is not aligned (the alignment stage counts it). A map of another size
 than the depth is mapped onto the depth grid point by point (each measurement goes to the depth
 pixel its centre falls in: nearest neighbour, so a sparse map stays sparse and no measurement is
 invented or blurred across an edge), provided it covers the same view: its size equals the
@@ -112,9 +113,10 @@ def read_sparse_file(path: Path) -> np.ndarray:
         array = _read_npy(path)
     else:
         array = _read_png_mm(path)
-    squeezed = np.squeeze(array)
+    squeezed = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
+    squeezed = squeezed[0] if squeezed.ndim == 3 and squeezed.shape[0] == 1 else squeezed
     if squeezed.ndim != 2:
-        raise DataError(f"sparse depth {path} has shape {array.shape}: expected an HxW map")
+        raise DataError(f"sparse depth {path} has shape {array.shape}: expected an HxW map (or HxWx1, 1xHxW)")
     depth = np.asarray(squeezed, dtype=np.float32)
     return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))
 
