@@ -27,6 +27,7 @@ from edgedepth.budget import yaml_error_text
 from edgedepth.errors import ConfigError, SpecError
 from edgedepth.metrics import ALIGNMENTS, CROPS
 from edgedepth.spec import ModelSpec, check_input_size
+from edgedepth.training.data.intrinsics import training_intrinsics
 
 #: ``(low, high)``, both inclusive; None = unbounded on that side.
 Bounds = Tuple[Optional[float], Optional[float]]
@@ -100,6 +101,8 @@ class DataConfig:
     holdout_seed: int = option(0, help="seed of the scene-disjoint validation holdout")
     gt_root: Optional[str] = option(None, help="KITTI: folder the list's depth paths are under (default: data.root)")
     border_crop: bool = option(True, help="NYU: train without the blank registration border (BTS's 45:472, 43:608)")
+    intrinsics: Optional[List[float]] = option(
+        None, help="[fx, fy, cx, cy, width, height] of the dataset's camera (folder, diode; overrides nyu/kitti)")
     depth_scale: float = option(1000.0, range=POSITIVE, help="folder PNG units/metre (1000 mm, 5000 TUM, 256 KITTI)")
     skip_corrupt: bool = option(False, help="replace a missing or unreadable sample by the next readable one")
     num_workers: int = option(2, range=(0, 64), help="DataLoader worker processes (0 = main process)")
@@ -496,4 +499,5 @@ def spec_from_config(cfg: DictConfig) -> ModelSpec:
         architecture=str(cfg.model.architecture),
         arch_options=arch_options(cfg.model),
         config_hash=config_hash(cfg),
+        intrinsics=training_intrinsics(cfg.data),
     )

@@ -47,7 +47,7 @@ def test_dynamic_onnx_matches_pytorch_at_other_sizes_and_batch_2(dynamic_onnx, t
 def test_spec_round_trips_through_onnx_metadata(static_onnx, checkpoint):
     spec = read_spec(str(static_onnx))
     assert (spec.height, spec.width, spec.max_depth, spec.mean) == (SPEC.height, SPEC.width, SPEC.max_depth, SPEC.mean)
-    assert spec.dynamic is False
+    assert spec.dynamic is False and spec.intrinsics == SPEC.intrinsics and spec.depth_kind == "metric"
     assert spec.provenance["checkpoint_sha256"] == sha256_file(checkpoint)
     assert spec.provenance["opset"] == 17 and spec.provenance["precision"] == "fp32"
     model = onnx.load(str(static_onnx))
@@ -68,6 +68,7 @@ def test_export_at_a_size_other_than_training(checkpoint, tmp_path):
     export_onnx(checkpoint, out, height=32, width=64, simplify=False, log=lambda _: None)
     spec = read_spec(str(out))
     assert (spec.height, spec.width) == (32, 64)
+    assert spec.intrinsics == SPEC.intrinsics.scaled_to(64, 32)  # the training camera as seen at 64x32
     assert run_session(cpu_session(out), probe_batch("scene", spec)).shape == (1, 1, 32, 64)
 
 
