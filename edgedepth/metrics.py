@@ -157,6 +157,20 @@ class DepthMetricAccumulator:
                 self._add_image_metrics(_metrics_from_stats(stats))
             self.num_images += 1
 
+    def merge(self, other: "DepthMetricAccumulator") -> None:
+        """Add what ``other`` (same options) accumulated, e.g. another rank's shard of a dataset."""
+        options = ("min_depth", "max_depth", "crop", "alignment", "reduction", "edge_metrics", "edge_threshold",
+                   "dilation", "tolerance")
+        differ = [name for name in options if getattr(self, name) != getattr(other, name)]
+        if differ:
+            raise EdgeDepthError(f"cannot merge metric accumulators whose {', '.join(differ)} differ")
+        for name, values in other._totals.items():
+            self._totals[name] += values
+        for key in self.keys:
+            self._image_sums[key] += other._image_sums[key]
+            self._image_counts[key] += other._image_counts[key]
+        self.num_images += other.num_images
+
     def compute(self) -> Dict[str, float]:
         """The metrics so far: every key of ``self.keys`` (NaN where undefined) plus pixel counts."""
         if self.reduction == "pixels":

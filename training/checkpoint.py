@@ -217,6 +217,14 @@ def _check_format(data: Any, path: Path) -> None:
 
 def load_checkpoint(path: PathLike, map_location: MapLocation = "cpu") -> Tuple[DepthNet, ModelSpec]:
     """Rebuild the model a checkpoint describes and load its weights strictly; model in eval mode."""
+    model, spec, _ = load_checkpoint_data(path, map_location)
+    return model, spec
+
+
+def load_checkpoint_data(
+    path: PathLike, map_location: MapLocation = "cpu"
+) -> Tuple[DepthNet, ModelSpec, Dict[str, Any]]:
+    """:func:`load_checkpoint` plus the checkpoint dict it read (config, state), from one read of the file."""
     data = read_checkpoint(path, map_location)
     try:
         spec = ModelSpec.from_dict(data["spec"])
@@ -226,7 +234,7 @@ def load_checkpoint(path: PathLike, map_location: MapLocation = "cpu") -> Tuple[
     _load_weights(model, data["model"], spec, path)
     if map_location is not None:
         model.to(map_location)
-    return model.eval(), spec
+    return model.eval(), spec, data
 
 
 def _load_weights(model: DepthNet, state_dict: Mapping[str, torch.Tensor], spec: ModelSpec, path: PathLike) -> None:
@@ -268,7 +276,8 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     np.random.set_state(
         (
             numpy_state["bit_generator"],
-            numpy_state["keys"].numpy().astype(np.uint32),
+            # .cpu(): read with map_location="cuda" (or any device) the keys are not on the CPU.
+            numpy_state["keys"].cpu().numpy().astype(np.uint32),
             numpy_state["position"],
             numpy_state["has_gauss"],
             numpy_state["cached_gaussian"],

@@ -1,7 +1,11 @@
 """Evaluation of a network on a dataset split, and the image grid the trainer logs.
 
-Metrics come from the one implementation in :mod:`edgedepth.metrics`; this module only runs the
-network over a loader and feeds the accumulator.
+Metrics come from the one implementation in :mod:`edgedepth.metrics`; this module runs the
+network over a loader and feeds the accumulator at the ground truth's own resolution: each
+prediction is resized (bilinear, half-pixel centres as ``cv2.resize``) to its ground-truth frame
+(``gt_depth`` / ``gt_mask`` of the evaluation samples), as monodepth2 and BTS do, and the crop,
+the depth cap and the min-depth mask apply there. docs/METRICS.md states the protocol; every
+``depth-eval`` JSON carries it (:func:`evaluation_protocol`).
 """
 from __future__ import annotations
 
@@ -13,17 +17,47 @@ import torch
 from omegaconf import DictConfig
 
 from edgedepth.colormap import colorize_depth
+from edgedepth.errors import EdgeDepthError
 from edgedepth.metrics import DepthMetricAccumulator
 from edgedepth.spec import ModelSpec
 
-
-def _crop_option(crop: str) -> Optional[str]:
-    return None if crop == "none" else crop
+#: Datasets whose ground truth is sparse LiDAR: depth discontinuities cannot be found on it, so
+#: the edge-region and boundary metrics would be noise (docs/METRICS.md).
+SPARSE_DATASETS = ("kitti",)
 
 
 def evaluation_split(cfg: DictConfig, split: Optional[str] = None) -> str:
-    """The split to evaluate: ``split`` when given, else ``eval.split`` (``"val"`` means ``data.val_split``)."""
-    return split or (cfg.data.val_split if cfg.eval.split == "val" else cfg.eval.split)
+    """The split to evaluate: ``split`` when given, else ``eval.split`` (a role: val or test, or a split name)."""
+    return split or str(cfg.eval.split)
+
+
+def edge_metrics_apply(cfg: DictConfig) -> bool:
+    """Edge metrics need dense ground truth: off for sparse-LiDAR datasets (KITTI)."""
+    return str(cfg.data.dataset) not in SPARSE_DATASETS
+
+
+def evaluation_protocol(cfg: DictConfig, spec: ModelSpec, split: str) -> Dict[str, Any]:
+    """What :func:`evaluate_model` computes, for the output JSON (docs/METRICS.md explains each field)."""
+    from edgedepth.training.data.factory import split_role, uses_holdout
+
+    role = split_role(cfg.data, split)
+    source = {"train": "the training split", "test": "the official test split"}.get(str(role), f"split {split!r}")
+    if role == "val":
+        source = (f"held out of the training split: {cfg.data.holdout_fraction:g} of it, whole scenes, seed "
+                  f"{cfg.data.holdout_seed}" if uses_holdout(cfg.data) else "the validation split (selects best.pt)")
+    return {
+        "split": split,
+        "split_source": source,
+        "resolution": "ground truth; prediction resized to each GT frame (bilinear, half-pixel centres)",
+        "crop": str(cfg.eval.crop),
+        "min_depth": float(spec.min_depth),
+        "max_depth": float(spec.max_depth),
+        "valid_pixels": f"GT valid and {spec.min_depth:g} < gt < {spec.max_depth:g} m, inside the crop",
+        "prediction_clipped_to": [float(spec.min_depth), float(spec.max_depth)],
+        "alignment": str(cfg.eval.alignment),
+        "reduction": "mean over images",
+        "edge_metrics": edge_metrics_apply(cfg),
+    }
 
 
 @torch.no_grad()
@@ -33,25 +67,52 @@ def evaluate_model(
     spec: ModelSpec,
     eval_cfg: DictConfig,
     device: Union[str, torch.device] = "cpu",
+    edge_metrics: bool = True,
 ) -> Dict[str, Any]:
-    """Depth and edge-region metrics of ``model`` over ``loader`` (metres, per-image mean)."""
+    """Depth (and edge-region) metrics of ``model`` over ``loader`` at ground-truth resolution
+    (metres, per-image mean). Under ``torch.distributed`` each rank passes its shard of the data
+    and every rank gets the metrics of all shards together."""
     from edgedepth.training.data import normalize_torch
 
     accumulator = DepthMetricAccumulator(
         min_depth=spec.min_depth,
         max_depth=spec.max_depth,
-        crop=_crop_option(eval_cfg.crop),
+        crop=eval_cfg.crop,
         alignment=eval_cfg.alignment,
-        edge_metrics=True,
+        edge_metrics=edge_metrics,
     )
     was_training = model.training
     model.eval()
     for batch in loader:
-        image = batch["image"].to(device)
-        pred = model(normalize_torch(image, spec)).float().cpu().numpy()
-        accumulator.add(pred, batch["depth"].numpy(), batch["mask"].numpy())
+        if "gt_depth" not in batch:
+            raise EdgeDepthError("evaluate_model needs evaluation samples (gt_depth/gt_mask): build the dataset "
+                                 "with train=False")
+        pred = model(normalize_torch(batch["image"].to(device), spec)).float()
+        for index, (gt, mask) in enumerate(zip(batch["gt_depth"], batch["gt_mask"])):
+            accumulator.add(resize_prediction(pred[index], tuple(gt.shape)), gt.numpy(), mask.numpy())
     model.train(was_training)
-    return accumulator.compute()
+    return merge_across_ranks(accumulator).compute()
+
+
+def resize_prediction(pred: torch.Tensor, size: tuple) -> np.ndarray:
+    """A 1xhxw prediction resized to the ground truth's HxW (bilinear; ``align_corners=False`` is
+    ``cv2.resize``'s INTER_LINEAR pixel-centre convention, which the benchmark scripts use)."""
+    if tuple(pred.shape[-2:]) != size:
+        pred = torch.nn.functional.interpolate(pred[None], size=size, mode="bilinear", align_corners=False)[0]
+    return pred[0].cpu().numpy()
+
+
+def merge_across_ranks(accumulator: DepthMetricAccumulator) -> DepthMetricAccumulator:
+    """Every rank's accumulator merged (identity without an initialised multi-process group)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return accumulator
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, accumulator)
+    merged: DepthMetricAccumulator = gathered[0]
+    for other in gathered[1:]:
+        merged.merge(other)
+    return merged
 
 
 def evaluate_checkpoint(
@@ -62,28 +123,28 @@ def evaluate_checkpoint(
 ) -> Dict[str, Any]:
     """Load a checkpoint, build the evaluation split of its (or the given) config, evaluate.
 
-    Returns ``{"checkpoint", "split", "dataset", "num_samples", "metrics"}``.
+    Returns ``{"checkpoint", "split", "dataset", "num_samples", "protocol", "metrics"}``.
     """
-    from edgedepth.training.checkpoint import load_checkpoint, read_checkpoint
+    from edgedepth.training.checkpoint import load_checkpoint_data
     from edgedepth.training.config import load_config
     from edgedepth.training.data import build_dataloader, build_dataset
 
-    model, spec = load_checkpoint(checkpoint)
+    model, spec, stored = load_checkpoint_data(checkpoint)
     # The checkpoint's own config is the base; a --config file and overrides go on top.
-    stored = read_checkpoint(checkpoint)["config"]
-    cfg = load_config(config, overrides, base=stored)
+    cfg = load_config(config, overrides, base=stored.get("config") or None)
     split = evaluation_split(cfg, split)
     dataset = build_dataset(cfg.data, split, spec=spec, train=False)
     if cfg.eval.max_samples:
         dataset = torch.utils.data.Subset(dataset, range(min(len(dataset), int(cfg.eval.max_samples))))
     loader = build_dataloader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
                               num_workers=cfg.data.num_workers, seed=0)
-    metrics = evaluate_model(model, loader, spec, cfg.eval)
+    metrics = evaluate_model(model, loader, spec, cfg.eval, edge_metrics=edge_metrics_apply(cfg))
     return {
         "checkpoint": str(checkpoint),
         "split": split,
         "dataset": cfg.data.dataset,
         "num_samples": len(dataset),
+        "protocol": evaluation_protocol(cfg, spec, split),
         "metrics": metrics,
     }
 

@@ -1,12 +1,21 @@
 """The training loop: one step function plus hooks for logging, evaluation and checkpoints.
 
 Single process, or several under ``torchrun`` (DistributedDataParallel: NCCL on GPUs, gloo on
-CPU). Rank 0 alone logs, evaluates and writes checkpoints; every rank takes the same steps.
+CPU). Every rank takes the same steps on its own shard of each epoch, evaluates its shard of the
+validation set (the metrics are merged) and takes part in averaging the logged loss terms and the
+precise-BN statistics; rank 0 alone writes (TensorBoard, checkpoints, config.yaml, summary.json).
+
+Model selection: ``best.pt`` is the checkpoint with the lowest validation ``abs_rel``, and
+validation is the ``val`` role of the data (held out of the training split by scene for file
+datasets, the synthetic set's own val rooms): never the test split, which only
+``depth-eval --split test`` reads.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
+import itertools
 import logging
 import math
 import os
@@ -14,23 +23,24 @@ import random
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Deque, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from edgedepth.errors import EdgeDepthError, UsageError
-from edgedepth.io import check_writable_folder
+from edgedepth.io import check_writable_folder, write_json_atomic
 from edgedepth.spec import ModelSpec
 from edgedepth.training.checkpoint import read_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from edgedepth.training.config import config_to_dict, save_config, spec_from_config
 from edgedepth.training.data import build_dataloader, build_dataset, normalize_torch
-from edgedepth.training.evaluate import evaluate_model, make_image_grid
+from edgedepth.training.evaluate import edge_metrics_apply, evaluate_model, make_image_grid
 from edgedepth.training.losses import DepthLoss
 from edgedepth.training.model import create_model
 
@@ -39,8 +49,13 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+SUMMARY_FILE = "summary.json"
 #: Validation metric that decides ``best.pt`` (lower is better).
 BEST_METRIC = "abs_rel"
+#: Logged steps the final ``loss_shares`` average over.
+SHARE_WINDOW = 100
+#: Prefix of the loss terms that are each term's weighted share of the total (DepthLoss).
+SHARE_PREFIX = "share/"
 
 
 class TrainingError(EdgeDepthError):
@@ -71,7 +86,8 @@ class TrainState:
     best_metric: float = math.inf
     nonfinite_total: int = 0
     nonfinite_in_a_row: int = 0
-    history: Dict[str, Any] = field(default_factory=dict)
+    #: Batches of epoch ``epoch`` already trained on: a resumed run skips them.
+    epoch_batches: int = 0
 
 
 def dist_info_from_env() -> DistInfo:
@@ -123,17 +139,46 @@ def select_amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
             return None
         return torch.bfloat16
     if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Without including_emulation=False torch says yes on pre-Ampere GPUs (T4, V100), where
+        # bf16 is emulated and slower than fp16 with a loss scaler.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
+    """Two AdamW groups: weight decay on convolution and linear weights only.
+
+    Decay pulls a parameter towards 0: right for a weight matrix (a prior against large filters),
+    wrong for a normalisation's scale and shift, a bias or a ReZero ``alpha`` (a gate that starts
+    at 0 and must be free to open). Those are exactly the parameters with fewer than 2 dimensions.
+    """
+    decay: List[torch.nn.Parameter] = []
+    no_decay: List[torch.nn.Parameter] = []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
-    """AdamW, fused where torch has the fused kernel for ``device``: on a 2-core CPU the update of
-    ResNet18's 11 M weights took 8 ms fused against 41 ms per-tensor (a fifth of a 96x128 step).
-    The fused and per-tensor updates are the same algorithm (results equal to rounding)."""
+    """AdamW over :func:`parameter_groups`, fused where torch has the fused kernel for ``device``:
+    on a 2-core CPU the update of ResNet18's 11 M weights took 8 ms fused against 41 ms per-tensor
+    (a fifth of a 96x128 step)."""
     fused = device.type in ("cpu", "cuda") and "fused" in inspect.signature(torch.optim.AdamW).parameters
     options: Dict[str, Any] = {"fused": True} if fused else {}
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **options)
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, weight_decay=weight_decay, **options)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> LRScheduler:
+    """Linear warm-up from ``lr / warmup_steps`` to ``lr`` over ``warmup_steps``, then cosine decay
+    to 0 at ``total_steps``: torch's ``SequentialLR(LinearLR, CosineAnnealingLR)``."""
+    sched = torch.optim.lr_scheduler
+    cosine = sched.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps), eta_min=0.0)
+    if warmup_steps <= 0:
+        return cosine
+    warmup = sched.LinearLR(optimizer, start_factor=1.0 / warmup_steps, end_factor=1.0,
+                            total_iters=max(1, warmup_steps - 1))
+    return sched.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
 
 
 def seed_everything(seed: int) -> None:
@@ -143,12 +188,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
-    """LR multiplier: linear warm-up to 1, then cosine decay to 0 at ``total_steps``."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+def load_scheduler_state(scheduler: LRScheduler, state: Dict[str, Any]) -> None:
+    """Restore ``scheduler``. A checkpoint from before SequentialLR holds a LambdaLR state (with
+    ``lr_lambdas``) of the same warm-up + cosine curve: the new schedule is stepped to its step."""
+    if "lr_lambdas" not in state:
+        scheduler.load_state_dict(state)
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        for _ in range(int(state.get("last_epoch", 0))):
+            scheduler.step()
 
 
 @contextlib.contextmanager
@@ -185,22 +234,22 @@ class Trainer:
         self.spec: ModelSpec = spec_from_config(cfg)
         # channels_last: oneDNN (CPU) and cuDNN (tensor cores) run convolutions fastest in NHWC;
         # on this project's 2-core CPU it cut a 96x128 step by 13%, 40% with bf16 autocast.
-        self.model = create_model(self.spec, pretrained=cfg.model.pretrained)
+        self.model = self._sync_batchnorm(create_model(self.spec, pretrained=cfg.model.pretrained))
         # In place, as Module.to always is; its typed overloads leave out memory_format, which torch accepts.
         self.model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.loss_fn = DepthLoss.from_config(cfg.loss).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.train.lr, cfg.train.weight_decay, self.device)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: warmup_cosine(step, cfg.train.warmup_steps, cfg.train.steps)
-        )
+        self.scheduler = make_scheduler(self.optimizer, cfg.train.warmup_steps, cfg.train.steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         if resume:
             self._load_resume_state()
         self.ddp_model = self._wrap_ddp()
         self.train_loader = self._loader("train")
-        self.val_loader = self._loader("val") if self.dist.is_main else None
+        self.val_loader = self._loader("val")  # every rank evaluates its shard
         self.writer: Optional[SummaryWriter] = None
+        #: The last SHARE_WINDOW logged loss shares (``share/<term>`` of DepthLoss's terms).
+        self.shares: Deque[Dict[str, float]] = collections.deque(maxlen=SHARE_WINDOW)
 
     # -- set-up helpers -------------------------------------------------------------------
     def _init_distributed(self) -> None:
@@ -211,16 +260,27 @@ class Trainer:
             torch.cuda.set_device(self.dist.local_rank)
         torch.distributed.init_process_group(backend=backend)
 
+    def _sync_batchnorm(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``train.sync_bn``: BatchNorm over the whole DDP batch (small per-GPU batches at 256x832)."""
+        if not self.cfg.train.sync_bn or not self.dist.enabled:
+            return model
+        if self.device.type != "cuda":
+            raise TrainingError(f"train.sync_bn=true needs CUDA devices (SyncBatchNorm), not {self.device.type}; "
+                                "set train.sync_bn=false")
+        # Same Parameter objects in new modules: the state-dict keys and the optimizer are unchanged.
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
     def _wrap_ddp(self) -> torch.nn.Module:
         if not self.dist.enabled:
             return self.model
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
-    def _loader(self, split: str) -> torch.utils.data.DataLoader:
-        train = split == "train"
-        data_split = self.cfg.data.train_split if train else self.cfg.data.val_split
-        dataset = build_dataset(self.cfg.data, data_split, spec=self.spec, train=train, seed=self.cfg.train.seed)
+    def _loader(self, role: str) -> torch.utils.data.DataLoader:
+        """The training loader (this rank's shard of each epoch, resumable) or the validation one
+        (this rank's shard, in order). ``role`` is ``train`` or ``val``, never the test split."""
+        train = role == "train"
+        dataset: Any = build_dataset(self.cfg.data, role, spec=self.spec, train=train, seed=self.cfg.train.seed)
         if not train and self.cfg.eval.max_samples:
             count = min(len(dataset), int(self.cfg.eval.max_samples))
             dataset = torch.utils.data.Subset(dataset, range(count))
@@ -233,6 +293,7 @@ class Trainer:
             seed=self.cfg.train.seed,
             distributed=train and self.dist.enabled,
             drop_last=train,
+            shard=None if train else (self.dist.rank, self.dist.world_size),
         )
 
     def _load_resume_state(self) -> None:
@@ -243,10 +304,13 @@ class Trainer:
                 f"written at step {self.cfg.train.checkpoint_every}; was it stopped before?); start it again without "
                 f"--resume: depth-train --config {self.run_dir / 'config.yaml'} train.output_dir={self.run_dir}"
             )
-        ckpt = read_checkpoint(path, map_location=self.device)
+        # Read onto the CPU whatever device wrote it: load_state_dict copies the weights to the
+        # model's device and the optimizer casts its state to its parameters'; the RNG states must
+        # stay on the CPU (torch.set_rng_state and numpy take CPU tensors only).
+        ckpt = read_checkpoint(path, map_location="cpu")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        load_scheduler_state(self.scheduler, ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         saved = ckpt["train_state"]
         self.state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
@@ -272,7 +336,7 @@ class Trainer:
                 metrics = self._loop(batches, progress)
             finally:
                 progress.close()
-            self.recompute_bn_statistics(cfg.precise_bn_batches, batches)
+            self.recompute_bn_statistics(cfg.precise_bn_batches)
             return self._finish(time.perf_counter() - started, metrics)
 
     def _loop(self, batches: Iterator[tuple], progress: Any) -> Dict[str, Any]:
@@ -296,16 +360,28 @@ class Trainer:
             stale.unlink(missing_ok=True)
 
     def batches(self) -> Iterator[tuple]:
-        """Endless batches across epochs, each with the seconds the step waited for it."""
+        """Endless batches across epochs, each with the seconds the step waited for it.
+
+        ``state.epoch`` / ``state.epoch_batches`` say where in the data the run is; a resumed run
+        starts its first epoch after the batches already trained on (the sampler's order and the
+        augmentation are functions of the seed and the epoch), so it sees what the uninterrupted
+        run would have seen.
+        """
+        sampler: Any = self.train_loader.sampler
         while True:
-            sampler: Any = getattr(self.train_loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(self.state.epoch)
+            sampler.set_epoch(self.state.epoch, skip=self.state.epoch_batches * self.cfg.train.batch_size)
             waited = time.perf_counter()
             for batch in self.train_loader:
+                self.state.epoch_batches += 1
                 yield batch, time.perf_counter() - waited
                 waited = time.perf_counter()
+            if self.state.epoch_batches == 0:
+                raise TrainingError(
+                    f"the training split gives no batch of {self.cfg.train.batch_size} per process: lower "
+                    "train.batch_size or add training data"
+                )
             self.state.epoch += 1
+            self.state.epoch_batches = 0
 
     def train_step(self, batch: Dict[str, torch.Tensor]) -> tuple:
         """One optimisation step. Returns (loss terms, grad norm), or (None, None) when skipped."""
@@ -366,16 +442,43 @@ class Trainer:
 
     # -- hooks ----------------------------------------------------------------------------
     def _log_step(self, terms: Dict[str, float], grad_norm: Optional[float], data_wait: float) -> None:
-        if not self.dist.is_main or self.state.step % self.cfg.train.log_every:
+        if self.state.step % self.cfg.train.log_every:
+            return
+        terms = self._mean_over_ranks(terms)
+        self.shares.append({key[len(SHARE_PREFIX):]: value for key, value in terms.items()
+                            if key.startswith(SHARE_PREFIX)})
+        if not self.dist.is_main:
             return
         step = self.state.step
         with self._events() as writer:
             for key, value in terms.items():
-                writer.add_scalar(f"loss/{key}", value, step)
+                if key.startswith(SHARE_PREFIX):
+                    writer.add_scalar(f"loss_share/{key[len(SHARE_PREFIX):]}", value, step)
+                else:
+                    writer.add_scalar(f"loss/{key}", value, step)
             writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
             writer.add_scalar("train/grad_norm", grad_norm, step)
             writer.add_scalar("train/data_wait_s", data_wait, step)
             writer.add_scalar("train/nonfinite_skipped", self.state.nonfinite_total, step)
+
+    def _mean_over_ranks(self, values: Dict[str, float]) -> Dict[str, float]:
+        """``values`` averaged over the DDP ranks (each rank's batch is a different shard); as is
+        without DDP. Every rank calls it at the same step with the same keys (one config)."""
+        if not self.dist.enabled or not values:
+            return values
+        keys = sorted(values)
+        stacked = torch.tensor([float(values[key]) for key in keys], dtype=torch.float64,
+                               device=self.device if self.device.type == "cuda" else "cpu")
+        torch.distributed.all_reduce(stacked)  # SUM: gloo has no AVG
+        return dict(zip(keys, (stacked / self.dist.world_size).tolist()))
+
+    def loss_shares(self) -> Dict[str, float]:
+        """Mean share of the total loss of each term over the last SHARE_WINDOW logged steps."""
+        totals: Dict[str, List[float]] = {}
+        for shares in self.shares:
+            for key, value in shares.items():
+                totals.setdefault(key, []).append(value)
+        return {key: float(np.mean(values)) for key, values in totals.items()}
 
     @contextlib.contextmanager
     def _events(self) -> Iterator[SummaryWriter]:
@@ -397,33 +500,42 @@ class Trainer:
         cfg, step = self.cfg.train, self.state.step
         metrics = None
         if self.dist.is_main and step % cfg.image_every == 0:
-            self._log_images(batch)
+            self._log_images(batch, "train")
         if step % cfg.eval_every == 0 and step < cfg.steps:
             metrics = self._evaluate_and_keep_best()
         if self.dist.is_main and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             self._save(LAST_CHECKPOINT)
         return metrics
 
-    def _log_images(self, batch: Dict[str, torch.Tensor]) -> None:
+    def _log_images(self, batch: Dict[str, Any], tag: str) -> None:
+        """RGB | GT | prediction | error of a batch under ``<tag>/rgb_gt_pred_error`` (``train``: the
+        augmented training batch; ``val``: the first validation batch)."""
         image, depth, mask = self._to_device(batch)
+        was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            pred = self.model(normalize_torch(image[:4], self.spec)).float()
+            pred = self.model(self._network_input(image[:4])).float()
+        self.model.train(was_training)
         grid = make_image_grid(image[:4], depth[:4], mask[:4], pred, self.spec)
         with self._events() as writer:
-            writer.add_image("val/rgb_gt_pred_error", grid, self.state.step, dataformats="HWC")
+            writer.add_image(f"{tag}/rgb_gt_pred_error", grid, self.state.step, dataformats="HWC")
 
-    def _evaluate_and_keep_best(self) -> Optional[Dict[str, Any]]:
-        if not self.dist.is_main or self.val_loader is None:  # only the main process has a val loader
-            return None
-        metrics = evaluate_model(self.model, self.val_loader, self.spec, self.cfg.eval, self.device)
-        with self._events() as writer:
-            for key, value in metrics.items():
-                if isinstance(value, (int, float)) and math.isfinite(value):
-                    writer.add_scalar(f"val/{key}", value, self.state.step)
+    def _evaluate_and_keep_best(self) -> Dict[str, Any]:
+        """Validate (every rank its shard; all get the merged metrics), log and keep best.pt (rank 0)."""
+        metrics = evaluate_model(self.model, self.val_loader, self.spec, self.cfg.eval, self.device,
+                                 edge_metrics=edge_metrics_apply(self.cfg))
         if metrics.get(BEST_METRIC, math.inf) < self.state.best_metric:
             self.state.best_metric = float(metrics[BEST_METRIC])
-            self._save(BEST_CHECKPOINT)
+            if self.dist.is_main:
+                self._save(BEST_CHECKPOINT)
+        if self.dist.is_main:
+            with self._events() as writer:
+                for key, value in metrics.items():
+                    if isinstance(value, (int, float)) and math.isfinite(value):
+                        writer.add_scalar(f"val/{key}", value, self.state.step)
+            first = next(iter(self.val_loader), None)  # None: rank 0's shard is empty (a tiny val set)
+            if first is not None:
+                self._log_images(first, "val")
         return metrics
 
     def _save(self, name: str) -> Path:
@@ -442,11 +554,9 @@ class Trainer:
         return path
 
     def _finish(self, seconds: float, metrics: Dict[str, Any]) -> Dict[str, Any]:
-        if self.dist.enabled:
-            torch.distributed.barrier()
+        metrics = self._evaluate_and_keep_best() or metrics  # every rank: validation is sharded
         if not self.dist.is_main:
             return {}
-        metrics = self._evaluate_and_keep_best() or metrics
         self._save(LAST_CHECKPOINT)
         if not (self.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT).exists():
             self._save(BEST_CHECKPOINT)
@@ -454,32 +564,46 @@ class Trainer:
             writer.add_scalar("train/seconds", seconds, self.state.step)
             writer.close()
         self.writer = None
-        metrics = dict(metrics, train_seconds=seconds, nonfinite_skipped=self.state.nonfinite_total)
+        shares = self.loss_shares()
+        if shares:
+            log.info("loss shares over the last %d logged steps: %s", len(self.shares),
+                     ", ".join(f"{key} {value:.3f}" for key, value in shares.items()))
+        metrics = dict(metrics, train_seconds=seconds, nonfinite_skipped=self.state.nonfinite_total,
+                       loss_shares=shares)
+        write_json_atomic(self.run_dir / SUMMARY_FILE, {"step": self.state.step, "metrics": metrics})
         return metrics
 
     def recompute_bn_statistics(self, num_batches: int, batches: Optional[Iterator[tuple]] = None) -> None:
         """Precise BN (Wu & Johnson, 2021): replace BatchNorm running statistics by their plain
-        average over ``num_batches`` training batches, computed with the final weights.
+        average over ``num_batches`` training batches, computed with the final weights
+        (``torch.optim.swa_utils.update_bn``: reset, cumulative average, momenta restored).
 
         The running averages (momentum 0.1) mostly reflect the last ten batches, seen by weights
         that changed since; at the end of a short run that noise moved held-out d1 by up to 4
         points between neighbouring checkpoints. Forward passes only: weights do not change.
+        Under DDP each rank averages over its own batches, then the ranks' averages are averaged
+        (equal batch counts: the average over all ranks' batches); with SyncBatchNorm the ranks
+        already agree. The batches come from the current epoch's order without advancing the
+        run's place in the data.
         """
-        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        if num_batches <= 0 or not norms:
+        if num_batches <= 0 or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                                       for m in self.model.modules()):
             return
-        batches = batches or self.batches()
-        momenta = [m.momentum for m in norms]
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None  # None = cumulative moving average, i.e. the plain mean
-        self.model.train()
+        source = batches if batches is not None else ((batch, 0.0) for batch in self.train_loader)
+        inputs = (self._network_input(self._to_device(batch)[0]) for batch, _ in itertools.islice(source, num_batches))
         with torch.no_grad(), self._autocast():
-            for _ in range(num_batches):
-                image, _, _ = self._to_device(next(batches)[0])
-                self.model(self._network_input(image))
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
+            torch.optim.swa_utils.update_bn(inputs, self.model)
+        self._average_bn_statistics()
+
+    def _average_bn_statistics(self) -> None:
+        if not self.dist.enabled:
+            return
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                for buffer in (module.running_mean, module.running_var):
+                    if buffer is not None:  # None: a BatchNorm without running statistics
+                        torch.distributed.all_reduce(buffer)
+                        buffer.div_(self.dist.world_size)
 
     def close(self) -> None:
         """Release what a run holds, also after an error or an interrupt: the TensorBoard writer

@@ -245,10 +245,12 @@ def test_nyu_labeled_mat_official_splits_mat(tmp_path):
     write_labeled_mat(tmp_path / "nyu_depth_v2_labeled.mat", frames)
     splits = {"trainNdxs": np.array([[1], [2], [4]]), "testNdxs": np.array([[3], [5]])}
     scipy_io.savemat(str(tmp_path / "splits.mat"), splits)
-    test = NYUDepthV2(str(tmp_path / "nyu_depth_v2_labeled.mat"), "val")
+    test = NYUDepthV2(str(tmp_path / "nyu_depth_v2_labeled.mat"), "test")
     assert len(test) == 2
     np.testing.assert_array_equal(test[1]["depth"], frames[4][1])
     assert len(NYUDepthV2(str(tmp_path), "train")) == 3
+    with pytest.raises(DataError, match="NYU has no validation split"):  # "val" once meant testNdxs
+        NYUDepthV2(str(tmp_path), "val")
 
 
 def test_nyu_mat_without_split_says_how_to_give_one(tmp_path):
@@ -329,11 +331,13 @@ def test_factory_missing_root_names_it(tmp_path):
 def test_factory_maps_split_roles_and_list_files(tmp_path):
     write_folder_pair(tmp_path / "training", "a", np.ones((H, W), np.uint16))
     write_folder_pair(tmp_path / "training", "b", np.ones((H, W), np.uint16))
+    write_folder_pair(tmp_path / "testing", "t", np.ones((H, W), np.uint16))
     (tmp_path / "val.txt").write_text("training/rgb/b.png training/depth/b.png\n")
-    config = folder_config(tmp_path, train_split="training", val_list=str(tmp_path / "val.txt"))
-    assert len(build_raw_dataset(config, "train")) == 2
+    config = folder_config(tmp_path, train_split="training", test_split="testing", val_list=str(tmp_path / "val.txt"))
+    assert len(build_raw_dataset(config, "train")) == 2  # a val_list: nothing is held out of train
     assert len(build_raw_dataset(config, "training")) == 2  # the configured name, as the trainer passes it
     assert [s["name"] for s in build_raw_dataset(config, "val")] == [os.path.join("training", "rgb", "b.png")]
+    assert [s["name"] for s in build_raw_dataset(config, "test")] == [os.path.join("testing", "rgb", "t.png")]
     (tmp_path / "train.txt").write_text("training/rgb/a.png training/depth/a.png\n")
     config.train_list = str(tmp_path / "train.txt")
     assert len(build_raw_dataset(config, "training")) == 1  # its list file applies too
@@ -344,7 +348,7 @@ def test_build_dataset_prepares_and_masks_beyond_max_depth(tmp_path):
     depth = np.full((H, W), 5000, np.uint16)
     depth[:, :3] = 15000  # 15 m, beyond max_depth 10 m
     write_folder_pair(tmp_path, "far", depth)
-    dataset = build_dataset(folder_config(tmp_path), "val")
+    dataset = build_dataset(folder_config(tmp_path), "test")
     assert isinstance(dataset, PreparedDataset) and not dataset.train
     sample = dataset[0]
     assert sample["image"].dtype == torch.uint8 and sample["image"].shape == (3, 32, 32)
@@ -357,7 +361,7 @@ def test_build_dataset_prepares_and_masks_beyond_max_depth(tmp_path):
 def test_build_dataset_uses_given_spec_and_train_flag(tmp_path):
     write_folder_pair(tmp_path, "a", np.full((H, W), 1000, np.uint16))
     spec = ModelSpec(height=64, width=32, max_depth=20.0)
-    dataset = build_dataset(folder_config(tmp_path), "val", spec=spec, train=True)
+    dataset = build_dataset(folder_config(tmp_path), "test", spec=spec, train=True)
     assert dataset.train and dataset[0]["depth"].shape == (1, 64, 32)
 
 

@@ -23,8 +23,8 @@ from edgedepth.training.trainer import (
     TrainingError,
     cpu_has_native_bf16,
     make_optimizer,
+    make_scheduler,
     select_amp_dtype,
-    warmup_cosine,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,11 +93,24 @@ def test_zero_weight_terms_are_not_logged(tmp_path, cache_dir):
     assert not any(tag.startswith("loss/grad") for tag in scalars)
 
 
+def lr_curve(warmup: int, total: int) -> list:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    scheduler = make_scheduler(optimizer, warmup, total)
+    curve = []
+    for _ in range(total + 1):
+        curve.append(optimizer.param_groups[0]["lr"] / 2.0)
+        optimizer.step()
+        scheduler.step()
+    return curve
+
+
 def test_warmup_then_cosine_schedule():
-    assert warmup_cosine(0, 10, 100) == pytest.approx(0.1)
-    assert warmup_cosine(9, 10, 100) == pytest.approx(1.0)
-    assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
-    assert warmup_cosine(100, 10, 100) == pytest.approx(0.0)
+    curve = lr_curve(10, 100)
+    assert curve[0] == pytest.approx(0.1) and curve[4] == pytest.approx(0.5)  # linear warm-up from lr / warmup
+    assert curve[9] == pytest.approx(1.0) and curve[10] == pytest.approx(1.0)  # the peak, then the cosine starts
+    assert curve[55] == pytest.approx(0.5) and curve[100] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(curve[10:], curve[11:])), "the cosine part only decreases"
+    assert lr_curve(0, 10)[0] == pytest.approx(1.0) and lr_curve(0, 10)[10] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_cpu_mixed_precision_is_bf16_only_where_the_cpu_has_it():

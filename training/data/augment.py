@@ -21,8 +21,12 @@ cue. The alternative (keeping depth unchanged, i.e. simulating a longer focal le
 the network that the same object size means different distances, which a fixed-intrinsics metric
 model must not learn. ``s >= 1`` only: zooming out would need padding with invented pixels.
 
-Randomness: every sample draws from ``numpy.random.default_rng([seed, torch.initial_seed(),
-index, visit])``. ``torch.initial_seed()`` differs per DataLoader worker and per epoch (the
+Randomness: the trainer's loader (:class:`edgedepth.training.data.factory.EpochSampler`) asks for
+``(index, epoch)``, and that sample draws from ``numpy.random.default_rng([seed, EPOCH_STREAM, epoch,
+index])``: a pure function of the run's seed, the epoch and the index, whatever the worker, the
+rank or how often the process was restarted, so a resumed run augments exactly as the
+uninterrupted one would have. A plain integer index draws from ``numpy.random.default_rng([seed,
+torch.initial_seed(), index, visit])``. ``torch.initial_seed()`` differs per DataLoader worker and per epoch (the
 loader draws a new base seed per epoch unless workers are persistent), ``visit`` counts how often
 this process has served ``index`` (the epoch, for persistent workers and ``num_workers=0``), so
 runs are reproducible once the trainer calls ``torch.manual_seed`` and no two epochs repeat.
@@ -39,6 +43,10 @@ from torch.utils.data import Dataset
 from edgedepth.errors import ConfigError, EdgeDepthError
 from edgedepth.preprocess import import_cv2, normalization_constants, resize_to_spec
 from edgedepth.spec import ModelSpec
+
+#: Marks the ``[seed, EPOCH_STREAM, epoch, index]`` generator keys apart from the ``[seed, torch seed, index,
+#: visit]`` ones, so the two kinds of draw never share a stream.
+EPOCH_STREAM = 0x45504F43
 
 #: ITU-R BT.601 luma weights, as used by torchvision's grayscale/saturation/contrast jitter.
 LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -114,21 +122,40 @@ class DepthSampleTransform:
     """
 
     def __init__(self, spec: ModelSpec, augment: Optional[AugmentParams] = None, train: bool = False,
-                 max_depth: Optional[float] = None) -> None:
+                 max_depth: Optional[float] = None, min_depth: Optional[float] = None) -> None:
         self.spec = spec
         self.augment = augment if train else None
+        self.train = bool(train)
         self.max_depth = max_depth
+        self.min_depth = min_depth
 
     def __call__(self, sample: Dict[str, Any], rng: Optional[np.random.Generator] = None) -> Dict[str, Any]:
         rgb, depth, mask = sample["rgb"], sample["depth"], sample["mask"]
+        full_depth, full_mask = depth, mask
         if self.augment is not None:
             rng = rng if rng is not None else np.random.default_rng()
             rgb, depth, mask = self._augment(self.augment, rgb, depth, mask, rng)
         else:
             rgb, depth, mask = self._resize(rgb, depth, mask)
-        if self.max_depth is not None:
-            mask = mask & (depth <= self.max_depth)
-        return to_tensors(rgb, depth, mask, str(sample.get("name", "")))
+        prepared = to_tensors(rgb, depth, self.depth_range_mask(depth, mask), str(sample.get("name", "")))
+        if not self.train:
+            # Evaluation follows the benchmarks (monodepth2, BTS): metrics at the ground truth's own
+            # resolution, the prediction resized to it; a GT resized to the network would drop pixels
+            # (KITTI's sparse LiDAR most) and stretch NYU's 4:3 to the network's aspect.
+            prepared["gt_depth"] = torch.from_numpy(np.ascontiguousarray(full_depth, dtype=np.float32))
+            prepared["gt_mask"] = torch.from_numpy(np.ascontiguousarray(self.depth_range_mask(full_depth, full_mask)))
+        return prepared
+
+    def depth_range_mask(self, depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``mask`` and ``min_depth < depth < max_depth``: the pixel set the metrics use
+        (:class:`edgedepth.metrics.DepthMetricAccumulator`), so training learns from the same one."""
+        mask = np.asarray(mask, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            if self.min_depth is not None:
+                mask = mask & (depth > self.min_depth)
+            if self.max_depth is not None:
+                mask = mask & (depth < self.max_depth)
+        return mask
 
     def _resize(self, rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray):
         height, width = self.spec.height, self.spec.width
@@ -183,13 +210,16 @@ class PreparedDataset(Dataset):
     """
 
     def __init__(self, raw_dataset: Dataset, spec_or_size: SpecOrSize, augment: Any = None,
-                 train: bool = False, seed: int = 0, max_depth: Optional[float] = None) -> None:
+                 train: bool = False, seed: int = 0, max_depth: Optional[float] = None,
+                 min_depth: Optional[float] = None) -> None:
         self.raw = raw_dataset
         self.spec = as_spec(spec_or_size)
-        if max_depth is None and isinstance(spec_or_size, ModelSpec):
-            max_depth = spec_or_size.max_depth
+        if isinstance(spec_or_size, ModelSpec):
+            max_depth = spec_or_size.max_depth if max_depth is None else max_depth
+            min_depth = spec_or_size.min_depth if min_depth is None else min_depth
         params = augment if isinstance(augment, AugmentParams) else AugmentParams.from_config(augment)
-        self.transform = DepthSampleTransform(self.spec, params if augment is not None else None, train, max_depth)
+        self.transform = DepthSampleTransform(self.spec, params if augment is not None else None, train, max_depth,
+                                              min_depth)
         self.train = bool(train)
         self.seed = int(seed)
         self._visits: Dict[int, int] = {}
@@ -198,11 +228,17 @@ class PreparedDataset(Dataset):
         # Map-style datasets have __len__; torch's Dataset base class leaves it undeclared.
         return len(self.raw)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
-        return self.transform(self.raw[index], self.sample_rng(index))
+    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
+        """Sample ``key``: an index, or ``(index, epoch)`` as :class:`EpochSampler` yields them."""
+        if isinstance(key, tuple):
+            index, epoch = (int(value) for value in key)
+            rng = np.random.default_rng([self.seed, EPOCH_STREAM, epoch, index])
+        else:
+            index, rng = int(key), self.sample_rng(int(key))
+        return self.transform(self.raw[index], rng)
 
     def sample_rng(self, index: int) -> np.random.Generator:
-        """The generator for this draw of ``index`` (see the module docstring)."""
+        """The generator for this draw of ``index`` when no epoch comes with it (see the module docstring)."""
         visit = self._visits.get(index, 0)
         self._visits[index] = visit + 1
         return np.random.default_rng([self.seed, torch.initial_seed(), int(index), visit])

@@ -152,6 +152,13 @@ class DepthDataset(Dataset, abc.ABC):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def group_of(self, index: int) -> str:
+        """The scene sample ``index`` belongs to (its folder): the unit a validation holdout keeps
+        whole (:mod:`edgedepth.training.data.holdout`); datasets with better labels override it."""
+        record = self.samples[index]
+        path = record[0] if isinstance(record, (tuple, list)) else record
+        return os.path.dirname(os.path.relpath(str(path), self.root))
+
     @abc.abstractmethod
     def load(self, index: int) -> Sample:
         """Read sample ``index`` from disk; raise DataError naming the file on any problem."""
@@ -180,8 +187,9 @@ class DepthDataset(Dataset, abc.ABC):
                        self.skipped_count, os.getpid(), error)
 
 
-def pair_paths(root: str, fields: Sequence[str], where: str) -> Tuple[str, str]:
-    """``rgb_relpath depth_relpath [...]`` -> two paths joined to ``root`` (absolute paths kept)."""
+def pair_paths(root: str, fields: Sequence[str], where: str, depth_root: Optional[str] = None) -> Tuple[str, str]:
+    """``rgb_relpath depth_relpath [...]`` -> the RGB path joined to ``root``, the depth path to
+    ``depth_root`` (default ``root``); absolute paths are kept."""
     if len(fields) < 2:
         raise DataError(f"{where}: expected 'rgb_path depth_path [focal]', got {' '.join(fields)!r}")
-    return os.path.join(root, fields[0]), os.path.join(root, fields[1])
+    return os.path.join(root, fields[0]), os.path.join(depth_root or root, fields[1])

@@ -9,12 +9,22 @@
   with SciPy) or from a ``data.train_list`` / ``data.val_list`` text file with one 1-based frame
   index per line (the same numbers as ``splits.mat``; use it where SciPy is not installed).
 
+Splits: ``train`` and ``test`` (the official 654 frames: ``testNdxs``, or FastDepth's ``val/``
+folder, which holds exactly them, where there is no ``test/``); ``all`` (.mat). There is no NYU
+``val``: validation is held out of ``train`` by scene (:mod:`edgedepth.training.data.holdout`).
+
+``border_crop`` (training): NYU's RGB-D registration leaves a blank (white RGB, invalid depth)
+border; like BTS, training frames keep rows 45:472 and columns 43:608 of 480x640 (scaled for
+other sizes). Evaluation keeps whole frames and applies ``eval.crop`` (Eigen) to the metrics.
+
 h5py handles must not cross a ``fork``: each process opens its own .mat handle on first access;
 the small per-frame .h5 files are opened and closed per read.
 """
 from __future__ import annotations
 
+import logging
 import os
+from fractions import Fraction
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -32,8 +42,20 @@ from edgedepth.training.data.base import (
 LABELED_MAT = "nyu_depth_v2_labeled.mat"
 SPLITS_MAT = "splits.mat"
 #: Split names -> the ``splits.mat`` variable holding their 1-based frame indices.
-SPLIT_VARIABLES = {"train": "trainNdxs", "val": "testNdxs", "test": "testNdxs"}
+SPLIT_VARIABLES = {"train": "trainNdxs", "test": "testNdxs"}
 H5_PATTERN = "root/<split>/**/*.h5 (FastDepth layout) or root/" + LABELED_MAT
+#: FastDepth names the folder of the official test frames ``val``.
+H5_TEST_FOLDERS = ("test", "val")
+#: (top, bottom, left, right) of the training border crop, as fractions of 480x640 (BTS's box).
+BORDER_CROP = (Fraction(45, 480), Fraction(472, 480), Fraction(43, 640), Fraction(608, 640))
+LOGGER = logging.getLogger(__name__)
+
+
+def border_crop(array: np.ndarray) -> np.ndarray:
+    """``array`` (HxW or HxWxC) without NYU's blank registration border (:data:`BORDER_CROP`)."""
+    height, width = array.shape[:2]
+    top, bottom, left, right = BORDER_CROP
+    return array[int(top * height): int(bottom * height), int(left * width): int(right * width)]
 
 
 def open_h5(path: str):
@@ -84,10 +106,12 @@ class NYUDepthV2(DepthDataset):
     format_name = "nyu"
 
     def __init__(self, root: str, split: str = "train", list_file: Optional[str] = None,
-                 skip_corrupt: bool = False) -> None:
+                 skip_corrupt: bool = False, border_crop: bool = False) -> None:
         super().__init__(root, skip_corrupt)
         self.split = split
-        self.mat_path = self._find_mat(root, split)
+        self.border_crop = bool(border_crop)
+        self.split_dir = self._split_folder(root, split)
+        self.mat_path = None if os.path.isdir(self.split_dir) else self._find_mat(root)
         self._mat = MatHandle(self.mat_path) if self.mat_path else None
         if self.mat_path is None:
             self.samples = self._h5_samples(list_file)
@@ -96,19 +120,46 @@ class NYUDepthV2(DepthDataset):
         require_samples(self.samples, self.root, H5_PATTERN)
 
     @staticmethod
-    def _find_mat(root: str, split: str) -> Optional[str]:
+    def _split_folder(root: str, split: str) -> str:
+        """``root/<split>`` of the h5 layout (``test``: ``root/test``, else FastDepth's ``root/val``)."""
+        names = H5_TEST_FOLDERS if split == "test" else (split,)
+        folders = [os.path.join(root, name) for name in names]
+        return next((folder for folder in folders if os.path.isdir(folder)), folders[0])
+
+    @staticmethod
+    def _find_mat(root: str) -> Optional[str]:
         if os.path.isfile(root):
             return root
-        if os.path.isdir(os.path.join(root, split)):
-            return None
         candidate = os.path.join(root, LABELED_MAT)
         return candidate if os.path.isfile(candidate) else None
 
     def _h5_samples(self, list_file: Optional[str]) -> List[str]:
         if list_file:
             return [os.path.join(self.root, fields[0]) for fields in read_list_file(list_file)]
-        folder = os.path.join(self.root, self.split)
+        folder = self.split_dir
         return files_with_suffix(folder, [".h5"], recursive=True) if os.path.isdir(folder) else []
+
+    def group_of(self, index: int) -> str:
+        """The scene of sample ``index``: its folder (h5 layout) or the .mat's ``scenes`` label."""
+        if self._mat is None:
+            return super().group_of(index)
+        scenes = self._scene_names()
+        return scenes[self.samples[index]] if scenes else str(self.samples[index])
+
+    def _scene_names(self) -> List[str]:
+        """The labeled .mat's per-frame scene names (``scenes``, MATLAB char arrays), [] if absent."""
+        cached: Optional[List[str]] = getattr(self, "_scenes", None)
+        if cached is not None:
+            return cached
+        assert self.mat_path is not None
+        with open_h5(self.mat_path) as handle:
+            if "scenes" not in handle:
+                LOGGER.warning("%s has no 'scenes': the validation holdout takes single frames", self.mat_path)
+                names: List[str] = []
+            else:
+                names = ["".join(map(chr, handle[ref][()].ravel())) for ref in handle["scenes"][()].ravel()]
+        self._scenes = names
+        return names
 
     def _mat_indices(self, mat_path: str, list_file: Optional[str]) -> List[int]:
         if list_file:
@@ -126,11 +177,14 @@ class NYUDepthV2(DepthDataset):
         if self.split == "all":
             return list(range(1, self._frame_count(mat_path) + 1))
         if self.split not in SPLIT_VARIABLES:
-            raise DataError(f"NYU split {self.split!r} is unknown: use one of {sorted(SPLIT_VARIABLES) + ['all']}")
+            raise DataError(
+                f"NYU split {self.split!r} is unknown: use one of {sorted(SPLIT_VARIABLES) + ['all']} (NYU has no "
+                "validation split: depth-train holds one out of train, data.val_split=val)"
+            )
         if not os.path.isfile(splits):
             raise DataError(
                 f"{splits} is missing: put the official splits.mat next to {mat_path}, or set "
-                "data.train_list / data.val_list to a text file of 1-based frame indices"
+                "data.train_list / data.test_list to a text file of 1-based frame indices"
             )
         return read_splits_mat(splits, SPLIT_VARIABLES[self.split])
 
@@ -143,8 +197,13 @@ class NYUDepthV2(DepthDataset):
 
     def load(self, index: int) -> Sample:
         if self._mat is None:  # set exactly when mat_path is
-            return self._load_h5(self.samples[index])
-        return self._load_mat(self._mat, self.samples[index])
+            sample = self._load_h5(self.samples[index])
+        else:
+            sample = self._load_mat(self._mat, self.samples[index])
+        if self.border_crop:
+            for key in ("rgb", "depth", "mask"):
+                sample[key] = np.ascontiguousarray(border_crop(sample[key]))  # type: ignore[arg-type]
+        return sample
 
     def _load_h5(self, path: str) -> Sample:
         # One small file per frame: opened and closed per read, so tens of thousands of files
@@ -178,7 +237,7 @@ def read_splits_mat(path: str, variable: str) -> List[int]:
         from scipy.io import loadmat
     except ImportError as exc:
         raise DataError(
-            f"reading {path} needs SciPy (`pip install scipy`); or set data.train_list / data.val_list to a "
+            f"reading {path} needs SciPy (`pip install scipy`); or set data.train_list / data.test_list to a "
             "text file of 1-based frame indices instead"
         ) from exc
     try:
