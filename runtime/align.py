@@ -10,21 +10,25 @@ which no such error does. So the model, with rho = 1 / predicted depth, is
     1 / aligned = a * rho + b        ("scale_shift"),    1 / aligned = a * rho   ("scale")
 
 reported as ``scale = 1 / a`` (the depth multiplier: with b = 0, aligned = scale x depth) and
-``shift = b`` (1/m). Each measurement z contributes the *relative* residual
+``shift = b`` (1/m). With u = d / z (prediction over measurement: each point's own estimate of a),
+the model at a point reads a + b d = u, and each point contributes the residual
 
-    r = (a * rho + b) * z - 1  =  a * (z / d) + b * z - 1,
+    r = (a + b d - u) / a0 = (a rho + b - 1/z) / (a0 rho),        a0 = median(u),
 
-its inverse-depth error relative to the measured inverse depth (about minus the relative depth
-error), so near and far points weigh alike; it is linear in (a, b).
+its inverse-depth error relative to the (scale-corrected) predicted inverse depth: about the
+relative depth error, so near and far points weigh alike. It is linear in (a, b), and the
+measurement enters only on the right-hand side: a wild measurement is an outlier in the response,
+never a leverage point, which is what lets a robust loss reject it. (Dividing by the measured
+inverse depth instead would make far outliers leverage points: with a quarter of them wild the fit
+collapses towards a = b = 0, where every residual is a bounded -1.)
 
-The fit: start from the median ratio, minimise sum(soft_l1(r / f)) with SciPy's
-``least_squares`` (a robust, bounded-influence loss: a few wild points cannot drag it), take as
-inliers the points within max(3 x 1.4826 x MAD, 2 %) of that fit, and refit by least squares on
-the inliers. Degenerate inputs fall back and say so in the frame's record: fewer than
-``MIN_POINTS_SHIFT`` points, or points that span too narrow a depth range (a wall) to tell scale
-from shift -> scale only; fewer than ``MIN_POINTS_SCALE`` -> identity. The output is clipped to
-the model's [min_depth, max_depth]; a NaN from the network stays NaN (a broken model is never
-hidden behind plausible numbers, as in edgedepth.metrics).
+The fit: start from (a0, 0), minimise sum(soft_l1(r / 0.05)) with SciPy's ``least_squares`` (a
+robust, bounded-influence loss), take as inliers the points within max(3 x 1.4826 x MAD, 2 %) of
+that fit, and refit by least squares on the inliers. Degenerate inputs fall back and say so in
+the frame's record: fewer than ``MIN_POINTS_SHIFT`` points, or points that span too narrow a
+depth range (a wall) to tell scale from shift -> scale only; fewer than ``MIN_POINTS_SCALE`` ->
+identity. The output is clipped to the model's [min_depth, max_depth]; a NaN from the network
+stays NaN (a broken model is never hidden behind plausible numbers, as in edgedepth.metrics).
 """
 from __future__ import annotations
 
@@ -39,14 +43,15 @@ import numpy as np
 
 from edgedepth.errors import UsageError
 from edgedepth.runtime.sources.base import Frame
-from edgedepth.runtime.sparse import SparseDepthReader
 from edgedepth.runtime.stats import TimingRecorder
 
 ALIGN_MODES = ("scale", "scale_shift")
 #: Fewer valid points than this: no fit at all (identity).
 MIN_POINTS_SCALE = 3
-#: Fewer than this: scale only (two parameters from a handful of points overfit the noise).
-MIN_POINTS_SHIFT = 8
+#: Fewer than this: scale only. Two parameters from a handful of points overfit the noise: with a
+#: trained network's predictions (benchmarks/bench_align.py --onnx), 12 points (0.1% of 96x128)
+#: gave a worse AbsRel with scale_shift than with scale alone; from about 60 points on, the shift pays.
+MIN_POINTS_SHIFT = 20
 #: Relative spread (p90 - p10) / p50 of the points' inverse depths below which scale and shift
 #: cannot be told apart (all points at about one depth): scale only.
 MIN_RELATIVE_SPREAD = 0.05
@@ -58,6 +63,9 @@ MIN_INLIER_BAND = 0.02
 #: frame at any density; the scale's statistical error at this many points is far below the
 #: prediction's own error.
 MAX_FIT_POINTS = 8192
+#: Points the robust (iterative) stage uses, the first of the sample (itself uniform): it only has
+#: to find the inliers; the final least-squares refit uses every inlier of the sample.
+ROBUST_FIT_POINTS = 2048
 #: Floor of the log-scale measurement variance given to a scale filter: the prediction's errors
 #: are correlated across the image, so n points do not shrink the uncertainty as 1/n forever.
 LOG_SCALE_VARIANCE_FLOOR = 0.02**2
@@ -84,6 +92,14 @@ class AlignmentFit:
         return self.inliers / self.points if self.points else 0.0
 
 
+class SparseSource(Protocol):
+    """Where a frame's sparse depth comes from (edgedepth.runtime.sparse.SparseDepthReader; a ROS
+    node could hand over a subscribed topic's latest message instead)."""
+
+    def read(self, frame: Frame, depth_shape: Tuple[int, int]) -> Optional[np.ndarray]:
+        """HxW metres on the depth grid, 0 = no measurement; None when the frame has none."""
+
+
 class ScaleFilter(Protocol):
     """Smooths the per-frame log-scale across frames (edgedepth.runtime.temporal.ScaleKalman)."""
 
@@ -100,19 +116,21 @@ def fit_alignment(depth: np.ndarray, sparse: np.ndarray, mode: str = "scale_shif
     """Fit ``depth`` (HxW predicted metres) to ``sparse`` (HxW metres, 0 = none); see the module docstring."""
     check_mode(mode)
     valid = (sparse > 0) & np.isfinite(sparse) & (depth > 0) & np.isfinite(depth)
-    # c = z / d and z: the residual's coefficients of a and b.
     points = int(np.count_nonzero(valid))
     if points < MIN_POINTS_SCALE:
         return AlignmentFit("identity", points=points, reason=f"{points} points, fewer than {MIN_POINTS_SCALE}")
-    z, c = _point_sample(depth, sparse, valid, points, rng or np.random.default_rng(0))
-    model, reason = _model_for(mode, z, c)
-    params = _robust_fit(c, z, model)
-    inliers = _inliers(_residuals(params, c, z, model))
-    params = _least_squares(c[inliers], z[inliers], model)
+    d, u = _point_sample(depth, sparse, valid, points, rng or np.random.default_rng(0))
+    model, reason = _model_for(mode, d)
+    a0 = float(np.median(u))
+    robust = slice(0, ROBUST_FIT_POINTS)
+    params = _robust_fit(_design(d[robust], model), u[robust], a0)
+    inliers = _inliers(_design(d, model) @ params - u, a0)
+    params = _least_squares(_design(d[inliers], model), u[inliers])
     if params[0] <= 0:  # a <= 0 would invert near and far: the points do not support two parameters
         model, reason = "scale", "the scale-and-shift fit inverted depth order"
-        params = _least_squares(c[inliers], z[inliers], model)
-    return _fit_record(model, reason, params, c, z, inliers, points)
+        params = _least_squares(_design(d[inliers], model), u[inliers])
+    return _fit_record(model, reason, params, _design(d[inliers], model), u[inliers], a0, points,
+                       float(inliers.mean()))
 
 
 def check_mode(mode: str) -> None:
@@ -120,13 +138,12 @@ def check_mode(mode: str) -> None:
         raise UsageError(f"--align {mode!r} is unknown: use one of {', '.join(ALIGN_MODES)}")
 
 
-def _model_for(mode: str, z: np.ndarray, c: np.ndarray) -> Tuple[str, str]:
+def _model_for(mode: str, d: np.ndarray) -> Tuple[str, str]:
     if mode == "scale":
         return "scale", ""
-    if z.size < MIN_POINTS_SHIFT:
-        return "scale", f"{z.size} points, fewer than {MIN_POINTS_SHIFT} for scale and shift"
-    rho = c / z  # predicted inverse depth at the points
-    p10, p50, p90 = np.percentile(rho, [10, 50, 90])
+    if d.size < MIN_POINTS_SHIFT:
+        return "scale", f"{d.size} points, fewer than {MIN_POINTS_SHIFT} for scale and shift"
+    p10, p50, p90 = np.percentile(1.0 / d, [10, 50, 90])  # predicted inverse depth at the points
     if (p90 - p10) / p50 < MIN_RELATIVE_SPREAD:
         return "scale", f"points span {100 * (p90 - p10) / p50:.1f}% of inverse depth: too narrow for a shift"
     return "scale_shift", ""
@@ -134,70 +151,65 @@ def _model_for(mode: str, z: np.ndarray, c: np.ndarray) -> Tuple[str, str]:
 
 def _point_sample(depth: np.ndarray, sparse: np.ndarray, valid: np.ndarray, points: int,
                   rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-    """(z, c = z / d) at the valid points, at most MAX_FIT_POINTS of them (a uniform sample)."""
+    """(d, u = d / z) at the valid points, at most MAX_FIT_POINTS of them (a uniform sample)."""
     index = np.flatnonzero(valid)
-    if points > MAX_FIT_POINTS:
-        index = index[rng.choice(points, MAX_FIT_POINTS, replace=False)]
-    z = sparse.ravel()[index].astype(np.float64)
-    return z, z / depth.ravel()[index].astype(np.float64)
+    # Shuffled whenever the robust stage takes only the first points: they must be a uniform sample.
+    if points > ROBUST_FIT_POINTS:
+        index = index[rng.choice(points, min(points, MAX_FIT_POINTS), replace=False)]
+    d = depth.ravel()[index].astype(np.float64)
+    return d, d / sparse.ravel()[index].astype(np.float64)
 
 
-def _residuals(params: np.ndarray, c: np.ndarray, z: np.ndarray, model: str) -> np.ndarray:
-    residual = params[0] * c - 1.0
-    return residual + params[1] * z if model == "scale_shift" else residual
+def _design(d: np.ndarray, model: str) -> np.ndarray:
+    """Columns multiplying (a) or (a, b) in a + b d = u."""
+    return np.ones((d.size, 1)) if model == "scale" else np.stack([np.ones_like(d), d], axis=1)
 
 
-def _robust_fit(c: np.ndarray, z: np.ndarray, model: str) -> np.ndarray:
-    """Soft-L1 fit of (a, b) started from the median ratio (b = 0), SciPy's trust-region solver."""
+def _robust_fit(design: np.ndarray, u: np.ndarray, a0: float) -> np.ndarray:
+    """Soft-L1 fit of (a[, b]) to the relative residuals (design p - u) / a0, from (a0, 0)."""
     try:  # SciPy only when alignment is asked for
         from scipy.optimize import least_squares
     except ImportError as exc:
         raise UsageError("sparse-depth alignment needs SciPy: `pip install scipy` (on a Jetson: "
                          "`sudo apt install python3-scipy`), or run without --sparse-depth") from exc
 
-    start = np.array([1.0 / float(np.median(c)), 0.0])
-    if model == "scale":
-        design = c[:, None]
-        start = start[:1]
-    else:
-        design = np.stack([c, z], axis=1)
-    result = least_squares(lambda p: design @ p - 1.0, start, jac=lambda p: design, loss="soft_l1",
+    start = np.array([a0, 0.0])[: design.shape[1]]
+    scaled = design / a0
+    result = least_squares(lambda p: scaled @ p - u / a0, start, jac=lambda p: scaled, loss="soft_l1",
                            f_scale=ROBUST_SCALE, method="trf", x_scale="jac")
-    return np.append(result.x, 0.0) if model == "scale" else np.asarray(result.x)
+    return np.asarray(result.x, dtype=np.float64)
 
 
-def _inliers(residuals: np.ndarray) -> np.ndarray:
-    spread = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
-    return np.abs(residuals) <= max(3.0 * spread, MIN_INLIER_BAND)
+def _inliers(errors: np.ndarray, a0: float) -> np.ndarray:
+    relative = errors / a0
+    spread = 1.4826 * float(np.median(np.abs(relative - np.median(relative))))
+    return np.abs(relative) <= max(3.0 * spread, MIN_INLIER_BAND)
 
 
-def _least_squares(c: np.ndarray, z: np.ndarray, model: str) -> np.ndarray:
-    if model == "scale":
-        return np.array([float(c.sum() / (c @ c)), 0.0])
-    solution, *_ = np.linalg.lstsq(np.stack([c, z], axis=1), np.ones_like(c), rcond=None)
+def _least_squares(design: np.ndarray, u: np.ndarray) -> np.ndarray:
+    solution, *_ = np.linalg.lstsq(design, u, rcond=None)
     return np.asarray(solution, dtype=np.float64)
 
 
-def shift_given_scale(a: float, c: np.ndarray, z: np.ndarray) -> float:
-    """The least-squares b for a fixed a (a filtered scale): argmin sum((a c + b z - 1)^2)."""
-    return float(z @ (1.0 - a * c) / (z @ z))
+def shift_given_scale(a: float, d: np.ndarray, u: np.ndarray) -> float:
+    """The least-squares b for a fixed a (a filtered scale): argmin sum((a + b d - u)^2)."""
+    return float(d @ (u - a) / (d @ d))
 
 
-def _fit_record(model: str, reason: str, params: np.ndarray, c: np.ndarray, z: np.ndarray,
-                inliers: np.ndarray, points: int) -> AlignmentFit:
+def _fit_record(model: str, reason: str, params: np.ndarray, design: np.ndarray, u: np.ndarray, a0: float,
+                points: int, inlier_share: float) -> AlignmentFit:
     """The fit's record; inliers are counted on the sample and scaled to all ``points``."""
-    residuals = _residuals(params, c[inliers], z[inliers], model)
-    return AlignmentFit(model, scale=float(1.0 / params[0]), shift=float(params[1]), points=points,
-                        inliers=round(points * float(inliers.mean())), residual=float(np.median(np.abs(residuals))),
-                        log_scale_variance=_log_scale_variance(params[0], residuals, c[inliers], z[inliers], model),
-                        reason=reason)
+    errors = design @ params - u
+    return AlignmentFit(model, scale=float(1.0 / params[0]), shift=float(params[1]) if params.size > 1 else 0.0,
+                        points=points, inliers=round(points * inlier_share),
+                        residual=float(np.median(np.abs(errors))) / a0,
+                        log_scale_variance=_log_scale_variance(float(params[0]), errors, design), reason=reason)
 
 
-def _log_scale_variance(a: float, residuals: np.ndarray, c: np.ndarray, z: np.ndarray, model: str) -> float:
+def _log_scale_variance(a: float, errors: np.ndarray, design: np.ndarray) -> float:
     """var(log a) of the least-squares refit, sigma^2 (X^T X)^-1 [0, 0] / a^2, floored."""
-    design = c[:, None] if model == "scale" else np.stack([c, z], axis=1)
-    dof = max(residuals.size - design.shape[1], 1)
-    sigma2 = float(residuals @ residuals) / dof
+    dof = max(errors.size - design.shape[1], 1)
+    sigma2 = float(errors @ errors) / dof
     try:
         variance = sigma2 * float(np.linalg.inv(design.T @ design)[0, 0]) / (a * a)
     except np.linalg.LinAlgError:
@@ -227,7 +239,7 @@ class SparseAlignment:
     refitted to the inliers under the filtered scale, so scale and shift stay consistent.
     """
 
-    def __init__(self, reader: SparseDepthReader, mode: str, min_depth: float, max_depth: float,
+    def __init__(self, reader: SparseSource, mode: str, min_depth: float, max_depth: float,
                  scale_filter: Optional[ScaleFilter] = None, keep_records: int = 10000) -> None:
         check_mode(mode)
         self.reader, self.mode = reader, mode
@@ -269,10 +281,9 @@ class SparseAlignment:
             return _replace(fit, model="held", scale=scale, shift=0.0)
         if fit.model == "scale":
             return _replace(fit, scale=scale)
-        valid = (sparse > 0) & np.isfinite(depth) & (depth > 0)
-        z = sparse[valid].astype(np.float64)
-        c = z / depth[valid].astype(np.float64)
-        return _replace(fit, scale=scale, shift=shift_given_scale(1.0 / scale, c, z))
+        valid = (sparse > 0) & np.isfinite(sparse) & np.isfinite(depth) & (depth > 0)
+        d = depth[valid].astype(np.float64)
+        return _replace(fit, scale=scale, shift=shift_given_scale(1.0 / scale, d, d / sparse[valid]))
 
     def _record(self, frame: Frame, fit: AlignmentFit, raw_scale: float) -> None:
         self.models[fit.model] += 1

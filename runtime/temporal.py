@@ -166,7 +166,8 @@ class TemporalDepthFilter:
 
     def _filter(self, log_depth: np.ndarray, static: np.ndarray) -> np.ndarray:
         assert self._state is not None
-        change = log_depth - self._state
+        with np.errstate(invalid="ignore"):  # inf - inf where a depth is 0 (invalid): NaN, handled below
+            change = log_depth - self._state
         magnitude = np.abs(change)
         ramp = np.clip(2.0 * magnitude / self._log_limit - 1.0, 0.0, 1.0)
         gain = self.alpha + (1.0 - self.alpha) * ramp

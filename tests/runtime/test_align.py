@@ -98,25 +98,30 @@ def test_scale_mode_fits_one_factor(rooms):
     assert fit.scale == pytest.approx(1 / 1.25, rel=0.01)
 
 
-def test_ten_percent_wild_points_are_rejected(rooms):
-    """10% of the points replaced by random depths (0.2-20 m: reflections, LiDAR seeing past an
-    occluder): the fit's result barely moves, while a plain least-squares fit is dragged off."""
+@pytest.mark.parametrize("share", [0.1, 0.25])
+def test_wild_points_are_rejected(rooms, share):
+    """10% (or 25%) of the points replaced by random depths (0.2-20 m: reflections, LiDAR seeing
+    past an occluder): the fit's result barely moves, while a plain least-squares fit is dragged off."""
     rng = np.random.default_rng(7)
+    plains, robusts = [], []
     for gt, valid, pred in rooms[:3]:
         clean = simulate_sparse(gt, 0.01, "uniform", rng)
         corrupt = clean.copy()
         rows, cols = np.nonzero(clean)
-        wild = rng.random(rows.size) < 0.1
+        wild = rng.random(rows.size) < share
         corrupt[rows[wild], cols[wild]] = rng.uniform(0.2, 20.0, int(wild.sum()))
         fit = fit_alignment(pred, corrupt)
-        assert fit.inlier_fraction == pytest.approx(0.9, abs=0.06)
+        # A wild value can land near the truth by chance, and counts as an inlier then.
+        assert 1 - share - 0.05 <= fit.inlier_fraction <= 1 - share + 0.1
         robust, reference = abs_rel(aligned(pred, corrupt), gt, valid), abs_rel(aligned(pred, clean), gt, valid)
         assert robust <= 1.1 * reference + 0.005
         z, d = corrupt[rows, cols].astype(np.float64), pred[rows, cols].astype(np.float64)
-        (a, b), *_ = np.linalg.lstsq(np.stack([z / d, z], axis=1), np.ones_like(z), rcond=None)
+        (a, b), *_ = np.linalg.lstsq(np.stack([np.ones_like(d), d], axis=1), d / z, rcond=None)
         plain = abs_rel(apply_alignment(pred, AlignmentFit("scale_shift", scale=1 / a, shift=b), MIN_DEPTH,
                                         MAX_DEPTH), gt, valid)
-        assert plain > 2 * robust  # the outliers do matter: without rejection the fit is much worse
+        plains.append(plain)
+        robusts.append(robust)
+    assert np.mean(plains) > 1.4 * np.mean(robusts)  # the outliers matter: without rejection the fit is worse
 
 
 def test_too_few_points_fall_back_and_say_so():
@@ -129,7 +134,7 @@ def test_too_few_points_fall_back_and_say_so():
     assert apply_alignment(depth, fit, MIN_DEPTH, MAX_DEPTH) is depth
     sparse[1, 1], sparse[2, 6], sparse[3, 7] = 3.0, 6.0, 6.0
     fit = fit_alignment(depth, sparse)
-    assert fit.model == "scale" and "fewer than 8" in fit.reason
+    assert fit.model == "scale" and "fewer than 20" in fit.reason
     assert fit.scale == pytest.approx(1.5)
 
 
