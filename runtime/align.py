@@ -228,12 +228,13 @@ def apply_alignment(depth: np.ndarray, fit: AlignmentFit, min_depth: float, max_
             inverse = np.float32(1.0 / fit.scale) / depth + np.float32(fit.shift)
             # Non-positive inverse depth is beyond infinity: the far end of the range.
             aligned = np.where(inverse > 0, 1.0 / inverse, np.float32(max_depth))
-            aligned = np.where(np.isnan(depth), depth, aligned)
-    return np.clip(aligned, min_depth, max_depth).astype(np.float32, copy=False)
+    clipped = np.clip(aligned, min_depth, max_depth).astype(np.float32, copy=False)
+    return np.where(depth > 0, clipped, depth)  # invalid pixels (<= 0, NaN) stay invalid
 
 
 class SparseAlignment:
-    """Depth stage: each frame's depth aligned to its sparse points (the aligned depth replaces it).
+    """Depth stage ``alignment``: each frame's depth aligned to its sparse points (the aligned depth
+    replaces it).
 
     ``scale_filter`` (optional) smooths the scale across frames; with scale_shift the shift is then
     refitted to the inliers under the filtered scale, so scale and shift stay consistent.
@@ -241,6 +242,7 @@ class SparseAlignment:
 
     def __init__(self, reader: SparseSource, mode: str, min_depth: float, max_depth: float,
                  scale_filter: Optional[ScaleFilter] = None, keep_records: int = 10000) -> None:
+        self.name = "alignment"  # the stats key (edgedepth.runtime.pipeline.DepthStage)
         check_mode(mode)
         self.reader, self.mode = reader, mode
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
@@ -291,6 +293,8 @@ class SparseAlignment:
             self.fallbacks[_reason_kind(fit.reason)] += 1
         record = {"frame": frame.index, "name": frame.name, **asdict(fit), "inlier_fraction": fit.inlier_fraction}
         record.pop("log_scale_variance")
+        if not math.isfinite(record["residual"]):  # identity: no fit, no residual (JSON has no NaN)
+            record["residual"] = None
         if self.scale_filter is not None:
             record["scale_measured"] = raw_scale
         self.records.append(record)
@@ -298,7 +302,7 @@ class SparseAlignment:
     def summary(self) -> Dict[str, Any]:
         """Counts, the distribution of scale/shift/residual/inlier fraction, timing and the records."""
         records = list(self.records)
-        fitted = [r for r in records if r["model"] != "identity"]
+        fitted = [r for r in records if r["residual"] is not None]
         return {
             "mode": self.mode,
             "frames": self.frames,

@@ -128,7 +128,7 @@ def flicker(previous: np.ndarray, depth: np.ndarray, static: np.ndarray) -> Opti
 
 
 class TemporalDepthFilter:
-    """Depth stage: the change-gated per-pixel filter of the module docstring, with flicker figures."""
+    """Depth stage ``temporal``: the change-gated per-pixel filter of the module docstring, with flicker figures."""
 
     def __init__(self, alpha: float, threshold: float = DEFAULT_DEPTH_THRESHOLD,
                  image_threshold: float = DEFAULT_IMAGE_THRESHOLD) -> None:
@@ -138,6 +138,7 @@ class TemporalDepthFilter:
         if not threshold > 0 or not image_threshold >= 0:
             raise UsageError(f"temporal filter thresholds must be > 0 (depth) and >= 0 (image), got "
                              f"{threshold} and {image_threshold}")
+        self.name = "temporal"  # the stats key (edgedepth.runtime.pipeline.DepthStage)
         self.alpha, self.threshold, self.image_threshold = float(alpha), float(threshold), float(image_threshold)
         self._log_limit = math.log1p(self.threshold)
         self._state: Optional[np.ndarray] = None  # filtered log depth

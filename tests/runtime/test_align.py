@@ -211,3 +211,49 @@ def test_alignment_time_is_small_next_to_inference(size):
         aligned(pred, gt)
         times.append(time.perf_counter() - start)
     assert np.median(times) < 0.08, times
+
+
+def test_invalid_pixels_stay_invalid():
+    """The pipeline's contract: invalid depth is <= 0 or NaN; alignment must not turn it into range."""
+    depth = np.array([[0.0, -1.0, 2.0, 4.0]], dtype=np.float32)
+    for fit in (AlignmentFit("scale", scale=1.5), AlignmentFit("scale_shift", scale=1.2, shift=0.05)):
+        out = apply_alignment(depth, fit, MIN_DEPTH, MAX_DEPTH)
+        assert out[0, 0] == 0.0 and out[0, 1] == -1.0 and (out[0, 2:] > 0).all()
+
+
+def test_the_pipeline_runs_alignment_and_smoothing_before_the_sinks(tiny_model, make_video, tmp_path):
+    """depth-run's loop with both stages: the saved depth is the aligned one, and the stats hold both
+    summaries as plain JSON (no NaN)."""
+    import json
+
+    from edgedepth.preprocess import preprocess
+    from edgedepth.runtime import open_backend
+    from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineOptions
+    from edgedepth.runtime.sinks import DepthWriter
+    from edgedepth.runtime.sources import VideoFileSource
+    from edgedepth.runtime.temporal import ScaleKalman, TemporalDepthFilter
+
+    video, spec = make_video(count=6), tiny_model.spec
+    sparse_dir = tmp_path / "sparse"
+    sparse_dir.mkdir()
+    with VideoFileSource(str(video)) as source:  # the "sensor": 0.7 x the network's depth, 2% of pixels
+        while (frame := source.read()) is not None:
+            truth = 0.7 * tiny_model.reference(preprocess(frame.image, spec))[0, 0]
+            if frame.index != 4:  # frame 4 has no file
+                np.save(sparse_dir / f"{frame.index:06d}.npy", simulate_sparse(truth, 0.02, "scanlines"))
+    alignment = SparseAlignment(SparseDepthReader(str(sparse_dir), "index"), "scale", spec.min_depth,
+                                spec.max_depth, ScaleKalman())
+    received = []
+    with open_backend(str(tiny_model.path)) as backend, VideoFileSource(str(video)) as source:
+        outputs = Outputs(depth=DepthWriter(str(tmp_path / "d"), "npy"),
+                          on_depth=lambda frame, depth: received.append((frame, depth)))
+        result = DepthPipeline(source, backend, outputs, PipelineOptions(warmup_iterations=0),
+                               [alignment, TemporalDepthFilter(0.5)]).run()
+    first, depth = received[0]
+    expected = np.clip(0.7 * tiny_model.reference(preprocess(first.image, spec))[0, 0], spec.min_depth, spec.max_depth)
+    np.testing.assert_allclose(depth, expected, rtol=1e-3)
+    np.testing.assert_allclose(np.load(tmp_path / "d" / "000000.npy"), expected, rtol=1e-3)
+    stats = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert (stats["alignment"]["frames"], stats["alignment"]["without_sparse"]) == (6, 1)
+    assert stats["alignment"]["scale"]["median"] == pytest.approx(0.7, rel=1e-3)
+    assert stats["temporal"]["frames"] == 6 and stats["temporal"]["flicker_raw"] is not None
