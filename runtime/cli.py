@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from edgedepth.camera import CameraCalibration, parse_intrinsics
 from edgedepth.cli import (
@@ -87,7 +87,7 @@ def _size(text: str) -> Tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--model", required=True, help="engine (.engine/.plan + sidecar JSON), ONNX file, or checkpoint (.pt)")
     add("--backend", choices=BACKEND_CHOICES, default="auto", help="auto picks by the model's file type")
@@ -96,11 +96,14 @@ def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     add("--device", help="PyTorch checkpoints only: cpu, cuda or cuda:N (default cuda when available)")
 
 
-def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+def add_source_arguments(parser: argparse.ArgumentParser, image_topic: bool = False) -> None:
+    """--camera / --input (and, for the ROS 2 node, --image-topic) with the capture options."""
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--camera",
                        help="0 or /dev/video0 (V4L2), csi://0 (Jetson CSI), rtsp://..., or a GStreamer pipeline")
     where.add_argument("--input", help="video file, image, folder or glob of images, or any --camera address")
+    if image_topic:
+        where.add_argument("--image-topic", help="subscribe to this sensor_msgs/Image topic (bgr8, rgb8, mono8)")
     add = parser.add_argument_group("capture").add_argument
     add("--camera-size", type=_size, help="capture size WIDTHxHEIGHT (V4L2, CSI; CSI default 1280x720)")
     add("--camera-fps", type=positive_float, help="capture frame rate (V4L2, CSI; CSI default 30)")
@@ -128,19 +131,29 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     _add_robot_arguments(parser)
 
 
-def _add_robot_arguments(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument_group("camera, point clouds and ROS 2 recording (README: Robots)").add_argument
+def add_intrinsics_argument(add: Callable[..., Any]) -> None:
+    """--intrinsics, given a parser's or a group's ``add_argument``."""
     add("--intrinsics", metavar="FILE|fx,fy,cx,cy",
         help="your camera at its capture resolution (OpenCV / ROS camera_info YAML, or four pixel values): metric "
              "depth is rescaled by f_yours / f_training, and points and camera_info use it")
+
+
+def add_topic_arguments(add: Callable[..., Any]) -> None:
+    """--topic-prefix and --frame-id, given a parser's or a group's ``add_argument``."""
+    add("--topic-prefix", default="/edgedepth", help="ROS 2 topic namespace (default /edgedepth)")
+    add("--frame-id", default=DEFAULT_FRAME_ID, help=f"header frame_id (default {DEFAULT_FRAME_ID})")
+
+
+def _add_robot_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument_group("camera, point clouds and ROS 2 recording (README: Robots)").add_argument
+    add_intrinsics_argument(add)
     add("--save-points", metavar="DIR", help="write a binary PLY point cloud per frame into DIR (metres, "
                                              "optical frame)")
     add("--points-stride", type=positive_int, default=1, help="--save-points: every N-th pixel of every N-th row")
     add("--no-points-color", action="store_true", help="--save-points: x, y, z only (no red/green/blue)")
     add("--record", metavar="FILE.mcap",
         help="record ROS 2 depth (32FC1), image (bgr8), camera_info and points (PointCloud2) into an MCAP file")
-    add("--topic-prefix", default="/edgedepth", help="--record: topic namespace (default /edgedepth)")
-    add("--frame-id", default=DEFAULT_FRAME_ID, help=f"--record: header frame_id (default {DEFAULT_FRAME_ID})")
+    add_topic_arguments(add)
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -149,13 +162,13 @@ def run_parser() -> argparse.ArgumentParser:
         prog="depth-run",
         description="Live metric depth from a camera, stream, video or images (TensorRT, ONNX Runtime or PyTorch).",
     )
-    _add_backend_arguments(parser)
+    add_backend_arguments(parser)
     parser.add_argument("--preprocess", choices=PREPROCESS_CHOICES, default="python",
                         help="resize+normalise in python (OpenCV), native (C++, `make native`) or cuda")
     parser.add_argument("--streams", type=positive_int,
                         help="frames inferred at once (ONNX Runtime); default 2 for a file on the CPU provider "
                              "(each on half the cores, unless --threads), else 1")
-    _add_source_arguments(parser)
+    add_source_arguments(parser)
     _add_output_arguments(parser)
     return parser
 
@@ -231,13 +244,13 @@ def _backend_options(args: argparse.Namespace) -> Dict[str, Any]:
     return options
 
 
-def _inference_plan(args: argparse.Namespace, source: Source) -> InferencePlan:
+def inference_plan(args: argparse.Namespace, source: Source) -> InferencePlan:
     """Frames in flight and threads each: as asked, else what edgedepth.runtime.streams finds fastest."""
     backend = resolve_backend(args.model, args.backend)
     return plan_inference(backend, source.live, args.threads, args.streams, _backend_options(args).get("providers"))
 
 
-def _planned_backend_options(args: argparse.Namespace, plan: InferencePlan) -> Dict[str, Any]:
+def planned_backend_options(args: argparse.Namespace, plan: InferencePlan) -> Dict[str, Any]:
     """The backend options, with the plan's threads (--threads itself, or a share of the cores per stream)."""
     options = _backend_options(args)
     if plan.threads:
@@ -245,7 +258,7 @@ def _planned_backend_options(args: argparse.Namespace, plan: InferencePlan) -> D
     return options
 
 
-def _source_options(args: argparse.Namespace) -> SourceOptions:
+def source_options(args: argparse.Namespace) -> SourceOptions:
     return SourceOptions(
         camera_size=args.camera_size,
         camera_fps=args.camera_fps,
@@ -275,14 +288,15 @@ def _make_outputs(args: argparse.Namespace, source: Source, camera: DepthCamera)
     return outputs
 
 
-def depth_camera(args: argparse.Namespace, backend: Backend, calibration: Optional[CameraCalibration]) -> DepthCamera:
-    """The camera of the depth images; UsageError when an option needs one the model cannot give."""
+def depth_camera(model: str, backend: Backend, calibration: Optional[CameraCalibration],
+                 needed_by: Optional[str]) -> DepthCamera:
+    """The camera of the depth images; UsageError when --intrinsics, or the output ``needed_by``
+    (an option, a command), needs one the model cannot give."""
     camera = DepthCamera(backend.spec, calibration)
     if calibration is not None and backend.spec.intrinsics is None:
-        raise no_training_camera(args.model, "--intrinsics")
-    needing = [flag for flag, given in (("--save-points", args.save_points), ("--record", args.record)) if given]
-    if needing and not camera.known:
-        raise UsageError(f"{needing[0]} needs the camera's intrinsics and {args.model} does not record its training "
+        raise no_training_camera(model, "--intrinsics")
+    if needed_by and not camera.known:
+        raise UsageError(f"{needed_by} needs the camera's intrinsics and {model} does not record its training "
                          "camera: give --intrinsics FILE|fx,fy,cx,cy")
     return camera
 
@@ -376,11 +390,12 @@ def stop_between_frames(pipeline: DepthPipeline) -> Iterator[None]:
 def _stream(args: argparse.Namespace, calibration: Optional[CameraCalibration]) -> int:
     uri = args.camera if args.camera is not None else args.input
     # The source first: a wrong path fails in milliseconds, before an engine takes seconds to load.
-    with open_source(uri, _source_options(args), camera=args.camera is not None) as source:
-        plan = _inference_plan(args, source)
-        with open_backend(args.model, args.backend, **_planned_backend_options(args, plan)) as backend:
+    with open_source(uri, source_options(args), camera=args.camera is not None) as source:
+        plan = inference_plan(args, source)
+        with open_backend(args.model, args.backend, **planned_backend_options(args, plan)) as backend:
             LOG.info("model %s on %s, input %dx%d", args.model, backend.detail, backend.spec.width, backend.spec.height)
-            camera = depth_camera(args, backend, calibration)
+            camera = depth_camera(args.model, backend, calibration, "--save-points" if args.save_points else
+                                  "--record" if args.record else None)
             options = PipelineOptions(
                 max_frames=args.max_frames,
                 colormap=args.colormap,
@@ -428,7 +443,7 @@ def bench_parser() -> argparse.ArgumentParser:
         prog="depth-bench",
         description="Backend latency (p50/p90/p99) and throughput after warm-up, on real or synthetic frames.",
     )
-    _add_backend_arguments(parser)
+    add_backend_arguments(parser)
     parser.add_argument("--iterations", type=positive_int, default=200, help="timed inference calls")
     parser.add_argument("--warmup", type=non_negative_int, default=20, help="untimed calls first")
     parser.add_argument("--batch", type=positive_int, default=1, help="images per call")

@@ -23,7 +23,7 @@ SUBPACKAGES = (
     "edgedepth/configs",
 )
 CONSOLE_SCRIPTS = ("edgedepth", "depth-train", "depth-eval", "depth-ablate", "depth-export", "depth-calib",
-                   "depth-run", "depth-bench", "depth-parity")
+                   "depth-run", "depth-bench", "depth-parity", "depth-ros2")
 
 
 @pytest.fixture(scope="module")

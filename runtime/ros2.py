@@ -1,0 +1,257 @@
+"""``depth-ros2``: a ROS 2 node publishing metric depth live (rclpy).
+
+It runs depth-run's pipeline (any source: ``--camera``, ``--input``; or ``--image-topic``, a
+sensor_msgs/Image subscription) and publishes, per frame, the messages ``--record`` writes (one
+implementation: edgedepth.runtime.ros_messages): ``<prefix>/depth`` (32FC1 metres),
+``<prefix>/image`` (bgr8, at the depth image's size), ``<prefix>/camera_info`` and
+``<prefix>/points`` (PointCloud2), every header with the frame's capture time (for
+``--image-topic``: the incoming image's own stamp, so the depth lines up with it) and
+``frame_id`` (``--frame-id``, or the ROS parameter ``frame_id``).
+
+rclpy comes with ROS 2 (``source /opt/ros/<distro>/setup.bash``), not from pip: it is imported
+only when the node starts. ROS arguments follow ``--ros-args`` as usual::
+
+    python -m edgedepth.runtime.ros2 --model model.onnx --image-topic /camera/color/image_raw \\
+        --intrinsics camera.yaml --ros-args -r __node:=depth -p frame_id:=camera_color_optical_frame \\
+        -r /edgedepth/depth:=/camera/depth/image_raw
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edgedepth.camera import parse_intrinsics
+from edgedepth.cli import configure_logging, positive_int, run_command
+from edgedepth.errors import SourceError, UsageError
+from edgedepth.runtime.backend import open_backend
+from edgedepth.runtime.cli import (
+    add_backend_arguments,
+    add_intrinsics_argument,
+    add_source_arguments,
+    add_topic_arguments,
+    check_backend_args,
+    depth_camera,
+    depth_stages,
+    inference_plan,
+    planned_backend_options,
+    source_options,
+    stop_between_frames,
+)
+from edgedepth.runtime.focal import DepthCamera
+from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineOptions
+from edgedepth.runtime.points import back_project, colour_at_depth_size
+from edgedepth.runtime.record import FrameClock
+from edgedepth.runtime.ros_messages import CAMERA_INFO, IMAGE, POINT_CLOUD2, Topics, fill_message, frame_messages
+from edgedepth.runtime.sources import Frame, Source, open_source
+
+LOG = logging.getLogger("edgedepth.runtime.ros2")
+#: Image encodings --image-topic takes -> channels.
+IMAGE_ENCODINGS = {"bgr8": 3, "rgb8": 3, "mono8": 1}
+#: Seconds a blocked read waits between looks at the stop flag.
+_POLL_S = 0.05
+
+
+def import_rclpy() -> Any:
+    """rclpy, or a one-line UsageError saying how to get it."""
+    try:
+        import rclpy
+    except ImportError as exc:
+        raise UsageError(
+            f"depth-ros2 needs ROS 2's rclpy, which is not importable here ({exc}); it is not on PyPI: install "
+            "ROS 2 (Humble or newer), `source /opt/ros/<distro>/setup.bash` in this shell, and run again with the "
+            "Python ROS 2 uses; without ROS, record with depth-run --record FILE.mcap"
+        ) from exc
+    return rclpy
+
+
+def split_ros_args(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """(our arguments, ROS arguments): everything from the first ``--ros-args`` on belongs to ROS."""
+    argv = list(argv)
+    if "--ros-args" not in argv:
+        return argv, []
+    cut = argv.index("--ros-args")
+    return argv[:cut], argv[cut:]
+
+
+def image_to_bgr(encoding: str, height: int, width: int, step: int, data: bytes) -> np.ndarray:
+    """A sensor_msgs/Image's pixels as H x W x 3 uint8 BGR (rows may be padded: ``step`` bytes each)."""
+    channels = IMAGE_ENCODINGS.get(encoding)
+    if channels is None:
+        raise SourceError(f"image encoding {encoding!r} is not supported: publish bgr8, rgb8 or mono8 (e.g. through "
+                          "image_proc's debayer or a resize node)")
+    if step < width * channels or len(data) < step * height:
+        raise SourceError(f"a {width}x{height} {encoding} image holds {len(data)} bytes with step {step}: expected "
+                          f"step >= {width * channels} and {step * height} bytes; the publisher is broken")
+    rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)
+    pixels = rows[:, : width * channels].reshape(height, width, channels)
+    if encoding == "mono8":
+        return np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[:, :, ::-1] if encoding == "rgb8" else pixels)
+
+
+class TopicSource(Source):
+    """Frames from a sensor_msgs/Image subscription: the newest image waits for the pipeline (older
+    ones are dropped, like a live camera); each frame keeps its message's stamp for the headers."""
+
+    live = True
+
+    def __init__(self, topic: str, frame_timeout_s: float = 10.0) -> None:
+        super().__init__(f"ROS 2 topic {topic}")
+        self._cond = threading.Condition()
+        self._latest: Optional[Tuple[Any, float]] = None
+        self._stamps: Dict[int, int] = {}
+        self._index = 0
+        self._closed = False
+        self._frame_timeout_s = frame_timeout_s
+
+    def on_image(self, message: Any) -> None:
+        """Subscription callback: keep the newest image (converted later, on the reader thread)."""
+        with self._cond:
+            if self._latest is not None:
+                self.counters.dropped += 1
+            self._latest = (message, time.perf_counter())
+            self._cond.notify_all()
+
+    def read(self) -> Optional[Frame]:
+        deadline = time.monotonic() + self._frame_timeout_s
+        with self._cond:
+            while self._latest is None and not self._closed:
+                if time.monotonic() > deadline:
+                    raise SourceError(f"no image on {self.description} for {self._frame_timeout_s:.0f} s: check "
+                                      "`ros2 topic hz` on it, and --frame-timeout")
+                self._cond.wait(_POLL_S)
+            if self._closed:
+                return None
+            assert self._latest is not None
+            (message, received), self._latest = self._latest, None
+        start = time.perf_counter()
+        image = image_to_bgr(message.encoding, message.height, message.width, message.step, bytes(message.data))
+        frame = Frame(self._index, image, received, time.perf_counter() - start)
+        stamp = message.header.stamp
+        self._stamps[self._index] = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+        self._index += 1
+        self.counters.read += 1
+        self.counters.delivered += 1
+        return frame
+
+    def stamp_ns(self, frame: Frame) -> int:
+        """The stamp of the message ``frame`` came from (the clock of the depth headers)."""
+        return self._stamps.pop(frame.index)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class Ros2Publisher:
+    """A frame sink publishing each frame's messages with rclpy."""
+
+    def __init__(self, node: Any, topics: Topics, frame_id: str, camera: DepthCamera, clock: Any) -> None:
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        self.topics, self.frame_id, self.camera, self.clock = topics, frame_id, camera, clock
+        classes = {IMAGE: Image, CAMERA_INFO: CameraInfo, POINT_CLOUD2: PointCloud2}
+        self._publishers = {topic: (classes[kind], node.create_publisher(classes[kind], topic, 10))
+                            for topic, kind in topics.types().items()}
+        self.published = 0
+
+    def write(self, frame: Frame, depth: np.ndarray) -> None:
+        camera = self.camera.for_frame(frame, depth)
+        points, _ = back_project(depth, camera)
+        messages = frame_messages(self.topics, self.clock.stamp_ns(frame), self.frame_id, depth,
+                                  colour_at_depth_size(frame.image, depth), camera, points)
+        for topic, fields in messages.items():
+            kind, publisher = self._publishers[topic]
+            publisher.publish(fill_message(kind(), fields))
+        self.published += 1
+
+    def close(self) -> None:
+        """Publishers are destroyed with the node."""
+
+
+def ros2_parser() -> argparse.ArgumentParser:
+    """The ``depth-ros2`` argument parser (ROS arguments go after ``--ros-args``)."""
+    parser = argparse.ArgumentParser(
+        prog="depth-ros2",
+        description="ROS 2 node: metric depth, image, camera_info and points from a camera, a file or an image "
+                    "topic. ROS arguments (remappings, parameters) follow --ros-args.",
+    )
+    add_backend_arguments(parser)
+    add_source_arguments(parser, image_topic=True)
+    add_intrinsics_argument(parser.add_argument)
+    add_topic_arguments(parser.add_argument)
+    parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
+    parser.set_defaults(streams=None, preprocess="python")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``depth-ros2``; returns the exit status."""
+    import sys
+
+    ours, ros_args = split_ros_args(sys.argv[1:] if argv is None else argv)
+    return run_command("depth-ros2", ros2_parser(), lambda args: _node(args, ros_args), ours)
+
+
+def _node(args: argparse.Namespace, ros_args: List[str]) -> int:
+    configure_logging(args.quiet)
+    check_backend_args(args)
+    rclpy = import_rclpy()
+    calibration = parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None
+    from rclpy.executors import SingleThreadedExecutor
+
+    # A context of its own: the node also runs inside a process that already uses rclpy (a test, a launcher).
+    context = rclpy.Context()
+    rclpy.init(args=["depth-ros2", *ros_args], context=context)
+    node = rclpy.create_node("edgedepth", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, name="depth-ros2 executor", daemon=True)
+    try:
+        spinner.start()
+        frame_id = str(node.declare_parameter("frame_id", args.frame_id).value)
+        with _open_source(args, node) as source:
+            return _publish(args, node, source, calibration, frame_id)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def _open_source(args: argparse.Namespace, node: Any) -> Source:
+    if args.image_topic is None:
+        uri = args.camera if args.camera is not None else args.input
+        return open_source(uri, source_options(args), camera=args.camera is not None)
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    source = TopicSource(args.image_topic, args.frame_timeout)
+    # Sensor-data QoS (best effort) receives from reliable and best-effort publishers alike.
+    node.create_subscription(Image, args.image_topic, source.on_image, qos_profile_sensor_data)
+    return source
+
+
+def _publish(args: argparse.Namespace, node: Any, source: Source, calibration: Any, frame_id: str) -> int:
+    with open_backend(args.model, args.backend, **planned_backend_options(args, inference_plan(args, source))) \
+            as backend:
+        camera = depth_camera(args.model, backend, calibration, "depth-ros2 (camera_info, points)")
+        clock = source if isinstance(source, TopicSource) else FrameClock(live=source.live, fps=source.fps)
+        publisher = Ros2Publisher(node, Topics(args.topic_prefix), frame_id, camera, clock)
+        options = PipelineOptions(max_frames=args.max_frames, progress_every_s=0 if args.quiet else 5.0)
+        pipeline = DepthPipeline(source, backend, Outputs(frame_sinks=[publisher]), options, depth_stages(args, camera))
+        LOG.info("publishing on %s/{depth,image,camera_info,points}", Topics(args.topic_prefix).prefix)
+        with stop_between_frames(pipeline):
+            result = pipeline.run()
+    LOG.info("%d frames published; stopped: %s", publisher.published, result.exit_reason)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
