@@ -133,3 +133,47 @@ def test_image_folder_with_intrinsics_depth_points_and_recording_agree(tiny_mode
         xyz = np.frombuffer(bytes(cloud.data), dtype="<f4").reshape(-1, 3).astype(np.float64)
         assert cloud.point_step == 12 and cloud.is_dense and xyz.shape[0] == cloud.width == 96 * 64
         assert np.abs(xyz - expected_points(saved[name], camera)).max() < 1e-3
+
+
+def test_robot_options_that_cannot_work_are_refused_before_any_work(tiny_model, tiny_model_factory, make_frames,
+                                                                    tmp_path, capsys):
+    """One line and exit 2 each, nothing written: a model without a training camera given --intrinsics or
+    asked for points, a recording that is no .mcap, points into the input folder, a calibration overwritten."""
+    images = image_folder(tmp_path / "images", make_frames(2, 160, 120))
+    camera_model = tiny_model_factory("cam.onnx", intrinsics=TRAIN_CAMERA)
+    calibration = tmp_path / "cam.yaml"
+    calibration.write_text("k: [300, 0, 160, 0, 300, 120, 0, 0, 1]\nwidth: 160\nheight: 120\n")
+    plain = ["--model", str(tiny_model.path), "--input", str(images), "--no-display"]
+    with_camera = ["--model", str(camera_model.path), "--input", str(images), "--no-display"]
+    cases = [
+        (plain + ["--intrinsics", "300,300,80,60"], "--intrinsics needs the camera the model was trained with"),
+        (plain + ["--save-points", str(tmp_path / "p")], "--save-points needs the camera's intrinsics"),
+        (plain + ["--record", str(tmp_path / "r.mcap")], "--record needs the camera's intrinsics"),
+        (with_camera + ["--record", str(tmp_path / "r.bag")], "--record"),
+        (with_camera + ["--save-points", str(images)], "--save-points"),
+        (with_camera + ["--intrinsics", "300,300"], "--intrinsics '300,300' is neither a file nor fx,fy,cx,cy"),
+        (with_camera + ["--intrinsics", str(calibration), "--stats-json", str(calibration)], "--stats-json"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert run_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("depth-run: error: ") and message in err[0], (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.onnx", "cam.yaml", "images", "tiny.onnx"]
+    assert sorted(p.name for p in images.iterdir()) == ["view0.png", "view1.png"]
+
+
+def test_without_intrinsics_points_use_the_training_camera(tiny_model_factory, make_frames, tmp_path):
+    """No --intrinsics: the camera is taken to be the training camera (no rescale), and the points use it."""
+    model = tiny_model_factory("cam.onnx", intrinsics=TRAIN_CAMERA)
+    images = image_folder(tmp_path / "images", make_frames(1, 160, 120))
+    assert run_main(["--model", str(model.path), "--input", str(images), "--no-display", "--quiet", "--save-depth",
+                     str(tmp_path / "d"), "--depth-format", "npy", "--save-points", str(tmp_path / "p"),
+                     "--points-stride", "3", "--no-points-color"]) == 0
+    depth = np.load(tmp_path / "d" / "view0.npy")
+    vertices = read_ply(tmp_path / "p" / "view0.ply")
+    assert vertices.dtype.names == ("x", "y", "z") and len(vertices) == 22 * 32  # every 3rd pixel of 64x96
+    xyz = np.stack([vertices[name] for name in "xyz"], axis=1).astype(np.float64)
+    strided = np.zeros_like(depth)
+    strided[::3, ::3] = depth[::3, ::3]
+    assert np.abs(xyz - expected_points(strided, TRAIN_CAMERA)).max() < 1e-4
