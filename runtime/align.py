@@ -86,6 +86,9 @@ class AlignmentFit:
     #: Variance of log(scale) from the refit, floored (for a temporal filter).
     log_scale_variance: float = float("inf")
     reason: str = ""
+    #: sum(d) / sum(d^2) over the inliers: the least-squares shift for another a is
+    #: b + (a_fit - a) * shift_slope (the refit's normal equation), used under a filtered scale.
+    shift_slope: float = 0.0
 
     @property
     def inlier_fraction(self) -> float:
@@ -191,19 +194,16 @@ def _least_squares(design: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.asarray(solution, dtype=np.float64)
 
 
-def shift_given_scale(a: float, d: np.ndarray, u: np.ndarray) -> float:
-    """The least-squares b for a fixed a (a filtered scale): argmin sum((a + b d - u)^2)."""
-    return float(d @ (u - a) / (d @ d))
-
-
 def _fit_record(model: str, reason: str, params: np.ndarray, design: np.ndarray, u: np.ndarray, a0: float,
                 points: int, inlier_share: float) -> AlignmentFit:
     """The fit's record; inliers are counted on the sample and scaled to all ``points``."""
     errors = design @ params - u
+    d = design[:, 1] if params.size > 1 else None
     return AlignmentFit(model, scale=float(1.0 / params[0]), shift=float(params[1]) if params.size > 1 else 0.0,
                         points=points, inliers=round(points * inlier_share),
                         residual=float(np.median(np.abs(errors))) / a0,
-                        log_scale_variance=_log_scale_variance(float(params[0]), errors, design), reason=reason)
+                        log_scale_variance=_log_scale_variance(float(params[0]), errors, design), reason=reason,
+                        shift_slope=float(d.sum() / (d @ d)) if d is not None else 0.0)
 
 
 def _log_scale_variance(a: float, errors: np.ndarray, design: np.ndarray) -> float:
@@ -266,13 +266,13 @@ class SparseAlignment:
         fit = fit_alignment(depth, sparse, self.mode, self._rng)
         raw_scale = fit.scale
         if self.scale_filter is not None:
-            fit = self._filtered(fit, depth, sparse)
+            fit = self._filtered(fit)
         aligned = apply_alignment(depth, fit, self.min_depth, self.max_depth)
         self.timing.add(time.perf_counter() - start)
         self._record(frame, fit, raw_scale)
         return aligned
 
-    def _filtered(self, fit: AlignmentFit, depth: np.ndarray, sparse: np.ndarray) -> AlignmentFit:
+    def _filtered(self, fit: AlignmentFit) -> AlignmentFit:
         assert self.scale_filter is not None
         measured = math.log(fit.scale) if fit.model != "identity" else None
         filtered = self.scale_filter.update(measured, fit.log_scale_variance)
@@ -283,9 +283,8 @@ class SparseAlignment:
             return _replace(fit, model="held", scale=scale, shift=0.0)
         if fit.model == "scale":
             return _replace(fit, scale=scale)
-        valid = (sparse > 0) & np.isfinite(sparse) & np.isfinite(depth) & (depth > 0)
-        d = depth[valid].astype(np.float64)
-        return _replace(fit, scale=scale, shift=shift_given_scale(1.0 / scale, d, d / sparse[valid]))
+        # The least-squares shift over the same inliers, under the filtered scale.
+        return _replace(fit, scale=scale, shift=fit.shift + (1.0 / fit.scale - 1.0 / scale) * fit.shift_slope)
 
     def _record(self, frame: Frame, fit: AlignmentFit, raw_scale: float) -> None:
         self.models[fit.model] += 1
@@ -293,6 +292,7 @@ class SparseAlignment:
             self.fallbacks[_reason_kind(fit.reason)] += 1
         record = {"frame": frame.index, "name": frame.name, **asdict(fit), "inlier_fraction": fit.inlier_fraction}
         record.pop("log_scale_variance")
+        record.pop("shift_slope")
         if not math.isfinite(record["residual"]):  # identity: no fit, no residual (JSON has no NaN)
             record["residual"] = None
         if self.scale_filter is not None:

@@ -257,3 +257,24 @@ def test_the_pipeline_runs_alignment_and_smoothing_before_the_sinks(tiny_model, 
     assert (stats["alignment"]["frames"], stats["alignment"]["without_sparse"]) == (6, 1)
     assert stats["alignment"]["scale"]["median"] == pytest.approx(0.7, rel=1e-3)
     assert stats["temporal"]["frames"] == 6 and stats["temporal"]["flicker_raw"] is not None
+
+
+def test_shift_under_a_filtered_scale_ignores_wild_points(rooms):
+    """With a scale filter and scale_shift, the shift is refitted under the filtered scale: wild
+    points must not drag it (a frame's aligned depth stays as good as without the filter)."""
+    from edgedepth.runtime.temporal import ScaleKalman
+
+    gt, valid, pred = rooms[1]
+    rng = np.random.default_rng(3)
+    sparse = simulate_sparse(gt, 0.01, "uniform", rng)
+    rows, cols = np.nonzero(sparse)
+    wild = rng.random(rows.size) < 0.2
+    sparse[rows[wild], cols[wild]] = rng.uniform(0.2, 20.0, int(wild.sum()))
+
+    class OneFile:
+        def read(self, frame, depth_shape):
+            return sparse
+
+    stage = SparseAlignment(OneFile(), "scale_shift", MIN_DEPTH, MAX_DEPTH, ScaleKalman())
+    out = stage(Frame(0, np.zeros((96, 128, 3), np.uint8), 0.0, 0.0), pred)
+    assert abs_rel(out, gt, valid) <= 1.05 * abs_rel(aligned(pred, sparse), gt, valid)
