@@ -312,6 +312,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         load_scheduler_state(self.scheduler, ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
+        if "loss" in ckpt:  # loss.normalize's running means (older checkpoints: they start afresh)
+            self.loss_fn.load_state_dict(ckpt["loss"])
         saved = ckpt["train_state"]
         self.state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
         if "rng" in ckpt and self.dist.rank == 0:
@@ -548,6 +550,7 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict(),
+            loss=self.loss_fn.state_dict(),
             train_state=vars(self.state).copy(),
             rng=rng_state(),
         )

@@ -499,3 +499,31 @@ def test_boundary_f1_scores_a_sharp_step_edge_above_a_blurred_one():
     # Blurred more, no neighbour pair differs by 10% any more: no predicted edge, F1 0.
     smooth = compute_edge_metrics(_step_edge(blur_sigma=5.0)[0, 0].numpy(), gt)
     assert smooth["boundary_recall"] == 0.0 and smooth["boundary_f1"] == 0.0
+
+
+def test_a_resumed_training_continues_the_running_means(tmp_path):
+    """The running means are saved in the checkpoint (``loss``) and loaded by --resume."""
+    from edgedepth.training.checkpoint import read_checkpoint
+    from edgedepth.training.config import load_config
+    from edgedepth.training.trainer import Trainer
+
+    overrides = [
+        "data.height=64", "data.width=64", "data.num_workers=0", "data.synthetic.num_train=4",
+        "data.synthetic.num_val=2", f"data.synthetic.cache_dir={tmp_path / 'cache'}", "train.batch_size=2",
+        "train.steps=3", "train.warmup_steps=1", "train.eval_every=1000", "train.image_every=1000",
+        "train.checkpoint_every=1000", "train.precise_bn_batches=0", "model.decoder_channels=[64,32,32,16,16]",
+        "loss.gradient_weight=0.2", "loss.normalize=running_mean", f"train.output_dir={tmp_path / 'run'}",
+    ]
+    trainer = Trainer(load_config("baseline", overrides))
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    saved = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["loss"]
+    assert saved["normalize_steps"].item() == 3 and (saved["running_mean"] > 0).all()
+    resumed = Trainer(load_config("baseline", overrides[:-1] + ["train.steps=4", overrides[-1]]), resume=True)
+    try:
+        assert torch.equal(resumed.loss_fn.running_mean, saved["running_mean"])
+        assert resumed.loss_fn.normalize_steps.item() == 3
+    finally:
+        resumed.close()
