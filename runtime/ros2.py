@@ -206,10 +206,12 @@ def _node(args: argparse.Namespace, ros_args: List[str]) -> int:
     rclpy = import_rclpy()
     calibration = parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     # A context of its own: the node also runs inside a process that already uses rclpy (a test, a launcher).
+    # rclpy's signal handlers stay out: Ctrl-C, SIGTERM and SIGHUP end the run between frames as in depth-run.
     context = rclpy.Context()
-    rclpy.init(args=["depth-ros2", *ros_args], context=context)
+    rclpy.init(args=["depth-ros2", *ros_args], context=context, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("edgedepth", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)

@@ -75,8 +75,7 @@ def synthetic_camera(height: int, width: int) -> PinholeIntrinsics:
     """The synthetic renderer's camera at ``height`` x ``width`` (what camera_rays uses)."""
     from edgedepth.training.data.scene import Camera
 
-    fx, fy, cx, cy = Camera(position=(0.0, 0.0, 0.0)).scaled_intrinsics(height, width)
-    return PinholeIntrinsics(fx, fy, cx, cy, width, height)
+    return Camera(position=(0.0, 0.0, 0.0)).pinhole(height, width)
 
 
 def configured_intrinsics(data_cfg: Any) -> Optional[PinholeIntrinsics]:

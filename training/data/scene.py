@@ -14,6 +14,8 @@ from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
+from edgedepth.camera import PinholeIntrinsics
+
 #: NYU Depth v2 RGB intrinsics (fx, fy, cx, cy) at 640x480, scaled to the output size.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
 NYU_SIZE = (480, 640)
@@ -67,11 +69,17 @@ class Camera:
     intrinsics: Tuple[float, float, float, float] = NYU_INTRINSICS
     reference_size: Tuple[int, int] = NYU_SIZE
 
-    def scaled_intrinsics(self, height: int, width: int) -> Tuple[float, float, float, float]:
-        """(fx, fy, cx, cy) at ``height`` x ``width`` (pixel centres at integer coordinates)."""
+    def pinhole(self, height: int, width: int) -> PinholeIntrinsics:
+        """The camera at ``height`` x ``width``, scaled from ``reference_size`` by edgedepth.camera's
+        rule (pixel centres at integer coordinates), as a resized real image's would be."""
         fx, fy, cx, cy = self.intrinsics
-        sx, sy = width / self.reference_size[1], height / self.reference_size[0]
-        return fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5
+        reference = PinholeIntrinsics(fx, fy, cx, cy, self.reference_size[1], self.reference_size[0])
+        return reference.scaled_to(width, height)
+
+    def scaled_intrinsics(self, height: int, width: int) -> Tuple[float, float, float, float]:
+        """(fx, fy, cx, cy) at ``height`` x ``width`` (:meth:`pinhole`)."""
+        camera = self.pinhole(height, width)
+        return camera.fx, camera.fy, camera.cx, camera.cy
 
     def rotation(self) -> np.ndarray:
         """Camera-to-world rotation; columns are the camera's right, down and forward axes."""
