@@ -159,7 +159,7 @@ class TemporalDepthFilter:
             self._state, output = log_depth, depth
         else:
             static = static_mask(self._previous["grey"], grey, self.image_threshold)
-            output = self._filter(log_depth, static)
+            output = np.where(depth > 0, self._filter(log_depth, static), depth)  # invalid stays as it came
             self._measure(depth, output, static)
         self._previous = {"grey": grey, "raw": depth, "filtered": output}
         self.timing.add(time.perf_counter() - start)
@@ -167,15 +167,16 @@ class TemporalDepthFilter:
 
     def _filter(self, log_depth: np.ndarray, static: np.ndarray) -> np.ndarray:
         assert self._state is not None
-        with np.errstate(invalid="ignore"):  # inf - inf where a depth is 0 (invalid): NaN, handled below
+        # Invalid depth (0, negative, NaN) makes -inf/NaN logs: their changes are NaN, handled below.
+        with np.errstate(invalid="ignore"):
             change = log_depth - self._state
-        magnitude = np.abs(change)
-        ramp = np.clip(2.0 * magnitude / self._log_limit - 1.0, 0.0, 1.0)
-        gain = self.alpha + (1.0 - self.alpha) * ramp
-        reset = (magnitude > self._log_limit) | ~static
-        gain[reset] = 1.0
-        # Where either value is not finite the new value is taken as it is (a NaN is never smoothed away).
-        self._state = np.where(np.isfinite(change), self._state + gain * change, log_depth).astype(np.float32)
+            magnitude = np.abs(change)
+            ramp = np.clip(2.0 * magnitude / self._log_limit - 1.0, 0.0, 1.0)
+            gain = self.alpha + (1.0 - self.alpha) * ramp
+            reset = (magnitude > self._log_limit) | ~static
+            gain[reset] = 1.0
+            # Where either value is not finite the new value is taken as it is (a NaN is never smoothed away).
+            self._state = np.where(np.isfinite(change), self._state + gain * change, log_depth).astype(np.float32)
         self._add("reset_fraction", float(reset.mean()))
         return np.exp(self._state).astype(np.float32)
 

@@ -155,3 +155,15 @@ def test_alignment_with_the_scale_filter_is_steadier(still_room, tmp_path):
     assert np.std(scales["filtered"][5:]) < 0.5 * np.std(scales["raw"][5:])
     assert np.mean(errors["filtered"][5:]) <= np.mean(errors["raw"][5:]) * 1.02
     assert "scale_filter" in stage.summary() and stage.summary()["per_frame"][0]["scale_measured"] > 0
+
+
+def test_invalid_pixels_pass_through_as_they_came(still_room):
+    bgr, gt, _ = still_room
+    stage = TemporalDepthFilter(alpha=0.3)
+    stage(Frame(0, bgr, 0.0, 0.0), gt)
+    depth = gt.copy()
+    depth[0, :3] = (0.0, -1.0, np.nan)
+    out = stage(Frame(1, bgr, 0.0, 0.0), depth)
+    assert out[0, 0] == 0.0 and out[0, 1] == -1.0 and np.isnan(out[0, 2])
+    out = stage(Frame(2, bgr, 0.0, 0.0), gt)  # and they recover at once when valid again
+    np.testing.assert_allclose(out[0, :3], gt[0, :3], rtol=1e-6)
