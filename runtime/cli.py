@@ -149,7 +149,8 @@ def _add_robot_arguments(parser: argparse.ArgumentParser) -> None:
     add_intrinsics_argument(add)
     add("--save-points", metavar="DIR", help="write a binary PLY point cloud per frame into DIR (metres, "
                                              "optical frame)")
-    add("--points-stride", type=positive_int, default=1, help="--save-points: every N-th pixel of every N-th row")
+    add("--points-stride", type=positive_int, default=1,
+        help="--save-points and --record's PointCloud2: every N-th pixel of every N-th row")
     add("--no-points-color", action="store_true", help="--save-points: x, y, z only (no red/green/blue)")
     add("--record", metavar="FILE.mcap",
         help="record ROS 2 depth (32FC1), image (bgr8), camera_info and points (PointCloud2) into an MCAP file")
@@ -284,7 +285,8 @@ def _make_outputs(args: argparse.Namespace, source: Source, camera: DepthCamera)
                                                 colour=not args.no_points_color))
     if args.record:
         clock = FrameClock(live=source.live, fps=source.fps)
-        outputs.frame_sinks.append(McapRecorder(args.record, camera, clock, Topics(args.topic_prefix), args.frame_id))
+        outputs.frame_sinks.append(McapRecorder(args.record, camera, clock, Topics(args.topic_prefix), args.frame_id,
+                                                args.points_stride))
     return outputs
 
 

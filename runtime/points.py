@@ -22,17 +22,19 @@ from edgedepth.runtime.sources import Frame
 
 
 def back_project(depth: np.ndarray, camera: PinholeIntrinsics, stride: int = 1) -> Tuple[np.ndarray, np.ndarray]:
-    """(N x 3 float32 points, (N, 2) int (v, u) pixel of each) of the valid pixels of ``depth``."""
+    """(N x 3 float32 points, the boolean grid ``depth[::stride, ::stride]`` of the pixels they come
+    from): one point per valid pixel, in row-major order."""
     if depth.shape != (camera.height, camera.width):
         raise UsageError(f"depth of {depth.shape[1]}x{depth.shape[0]} with a camera for "
                          f"{camera.width}x{camera.height}: back-project the depth with the intrinsics of its own size")
     z = np.asarray(depth, dtype=np.float32)[::stride, ::stride]
-    rows, cols = np.nonzero(np.isfinite(z) & (z > 0))
-    v, u = rows * stride, cols * stride
-    zs = z[rows, cols]
-    x = (u.astype(np.float32) - np.float32(camera.cx)) * zs / np.float32(camera.fx)
-    y = (v.astype(np.float32) - np.float32(camera.cy)) * zs / np.float32(camera.fy)
-    return np.stack([x, y, zs], axis=1).astype(np.float32), np.stack([v, u], axis=1)
+    valid = np.isfinite(z) & (z > 0)
+    u = np.arange(0, camera.width, stride, dtype=np.float32)[None, :]
+    v = np.arange(0, camera.height, stride, dtype=np.float32)[:, None]
+    # Over the whole grid, then one boolean gather: cheaper than gathering per coordinate.
+    x = (u - np.float32(camera.cx)) * z / np.float32(camera.fx)
+    y = (v - np.float32(camera.cy)) * z / np.float32(camera.fy)
+    return np.stack([x, y, z], axis=-1)[valid], valid
 
 
 def colour_at_depth_size(image: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -75,11 +77,11 @@ class PointsWriter:
         self.written = 0
 
     def write(self, frame: Frame, depth: np.ndarray) -> Path:
-        points, pixels = back_project(depth, self.camera.for_frame(frame, depth), self.stride)
+        points, valid = back_project(depth, self.camera.for_frame(frame, depth), self.stride)
         colours = None
         if self.colour:
-            bgr = colour_at_depth_size(frame.image, depth)
-            colours = bgr[pixels[:, 0], pixels[:, 1]][:, ::-1]
+            bgr = colour_at_depth_size(frame.image, depth)[::self.stride, ::self.stride]
+            colours = bgr[valid][:, ::-1]
         path = self.directory / f"{frame.name}.ply"
         write_bytes_atomic(path, encode_ply(points, colours))  # an OSError names ``path``
         self.written += 1

@@ -152,9 +152,11 @@ class TopicSource(Source):
 class Ros2Publisher:
     """A frame sink publishing each frame's messages with rclpy."""
 
-    def __init__(self, node: Any, topics: Topics, frame_id: str, camera: DepthCamera, clock: Any) -> None:
+    def __init__(self, node: Any, topics: Topics, frame_id: str, camera: DepthCamera, clock: Any,
+                 points_stride: int = 1) -> None:
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+        self.points_stride = int(points_stride)
         self.topics, self.frame_id, self.camera, self.clock = topics, frame_id, camera, clock
         classes = {IMAGE: Image, CAMERA_INFO: CameraInfo, POINT_CLOUD2: PointCloud2}
         self._publishers = {topic: (classes[kind], node.create_publisher(classes[kind], topic, 10))
@@ -163,7 +165,7 @@ class Ros2Publisher:
 
     def write(self, frame: Frame, depth: np.ndarray) -> None:
         camera = self.camera.for_frame(frame, depth)
-        points, _ = back_project(depth, camera)
+        points, _ = back_project(depth, camera, self.points_stride)
         messages = frame_messages(self.topics, self.clock.stamp_ns(frame), self.frame_id, depth,
                                   colour_at_depth_size(frame.image, depth), camera, points)
         for topic, fields in messages.items():
@@ -186,6 +188,8 @@ def ros2_parser() -> argparse.ArgumentParser:
     add_source_arguments(parser, image_topic=True)
     add_intrinsics_argument(parser.add_argument)
     add_topic_arguments(parser.add_argument)
+    parser.add_argument("--points-stride", type=positive_int, default=1,
+                        help="points: every N-th pixel of every N-th row (a lighter PointCloud2)")
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
     parser.set_defaults(streams=None, preprocess="python")
@@ -245,7 +249,7 @@ def _publish(args: argparse.Namespace, node: Any, source: Source, calibration: A
             as backend:
         camera = depth_camera(args.model, backend, calibration, "depth-ros2 (camera_info, points)")
         clock = source if isinstance(source, TopicSource) else FrameClock(live=source.live, fps=source.fps)
-        publisher = Ros2Publisher(node, Topics(args.topic_prefix), frame_id, camera, clock)
+        publisher = Ros2Publisher(node, Topics(args.topic_prefix), frame_id, camera, clock, args.points_stride)
         options = PipelineOptions(max_frames=args.max_frames, progress_every_s=0 if args.quiet else 5.0)
         pipeline = DepthPipeline(source, backend, Outputs(frame_sinks=[publisher]), options, depth_stages(args, camera))
         LOG.info("publishing on %s/{depth,image,camera_info,points}", Topics(args.topic_prefix).prefix)

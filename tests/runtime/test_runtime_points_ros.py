@@ -47,16 +47,20 @@ def _depth(seed: int = 0) -> np.ndarray:
 
 def test_back_projection_leaves_out_pixels_without_depth_and_matches_the_pinhole_formula():
     depth = _depth()
-    points, pixels = back_project(depth, CAMERA)
-    assert len(points) == depth.size - 4 and points.dtype == np.float32
-    v, u = pixels[:, 0], pixels[:, 1]
+    points, valid = back_project(depth, CAMERA)
+    assert len(points) == depth.size - 4 and points.dtype == np.float32 and valid.sum() == len(points)
+    v, u = np.nonzero(valid)
     z = depth[v, u].astype(np.float64)
     expected = np.stack([(u - 40.0) * z / 50.0, (v - 24.0) * z / 60.0, z], axis=1)
     assert np.abs(points - expected).max() < 1e-5
     assert np.array_equal(points[:, 2], depth[v, u])  # z is the depth itself, bit for bit
     strided, kept = back_project(depth, CAMERA, stride=4)
-    assert {tuple(p) for p in kept} == {(v, u) for v in range(0, 64, 4) for u in range(0, 96, 4)} - {(0, 0)}
-    assert np.array_equal(strided, points[np.isin(pixels[:, 0] * 96 + pixels[:, 1], kept[:, 0] * 96 + kept[:, 1])])
+    rows, cols = np.nonzero(kept)
+    assert {(4 * r, 4 * c) for r, c in zip(rows, cols)} == {
+        (v, u) for v in range(0, 64, 4) for u in range(0, 96, 4)} - {(0, 0)}
+    every_4th = np.zeros_like(valid)
+    every_4th[::4, ::4] = True
+    assert np.array_equal(strided, points[every_4th[valid]])
 
 
 def test_back_projection_refuses_a_camera_of_another_size():
@@ -68,8 +72,8 @@ def test_native_point_cloud_agrees_with_the_python_back_projection():
     native = pytest.importorskip("edgedepth._native")
     depth = _depth(3)
     cloud = native.point_cloud(depth, CAMERA.fx, CAMERA.fy, CAMERA.cx, CAMERA.cy).reshape(-1, 3)
-    points, pixels = back_project(depth, CAMERA)
-    assert np.array_equal(cloud[pixels[:, 0] * 96 + pixels[:, 1]], points)
+    points, valid = back_project(depth, CAMERA)
+    assert np.array_equal(cloud[valid.ravel()], points)
 
 
 def test_a_ply_holds_the_points_and_colours_a_reader_gets_back(tmp_path):
@@ -79,9 +83,9 @@ def test_a_ply_holds_the_points_and_colours_a_reader_gets_back(tmp_path):
     path = writer.write(frame, _depth())
     assert path == tmp_path / "pts" / "000007.ply"
     vertices = read_ply(path)
-    points, pixels = back_project(_depth(), CAMERA, 2)
+    points, valid = back_project(_depth(), CAMERA, 2)
     assert np.array_equal(np.stack([vertices[name] for name in "xyz"], 1), points)
-    rgb = frame.image[pixels[:, 0], pixels[:, 1]][:, ::-1]
+    rgb = frame.image[::2, ::2][valid][:, ::-1]
     assert np.array_equal(np.stack([vertices[name] for name in ("red", "green", "blue")], 1), rgb)
     plain = read_ply_bytes(tmp_path / "plain.ply", encode_ply(points))
     assert plain.dtype.names == ("x", "y", "z") and len(plain) == len(points)
@@ -190,16 +194,23 @@ def test_a_recording_on_a_full_disk_fails_and_leaves_the_old_file():
 def test_a_finished_recording_counts_one_message_per_topic_per_frame(tmp_path):
     camera = DepthCamera(ModelSpec(height=64, width=96, intrinsics=CAMERA),
                          CameraCalibration(100.0, 120.0, 80.0, 48.0, size=None, origin="test"))
-    recorder = McapRecorder(str(tmp_path / "r.mcap"), camera, FrameClock(live=False), Topics("/robot"), "cam")
+    recorder = McapRecorder(str(tmp_path / "r.mcap"), camera, FrameClock(live=False), Topics("/robot"), "cam",
+                            points_stride=2)
     for index in range(3):
         recorder.write(_frame(index), _depth(index))
     assert not (tmp_path / "r.mcap").exists()  # only a temporary file until close
     recorder.close()
     assert mcap_message_counts(tmp_path / "r.mcap") == {t: 3 for t in ("/robot/depth", "/robot/image",
                                                                          "/robot/camera_info", "/robot/points")}
-    info = read_mcap(tmp_path / "r.mcap")["/robot/camera_info"][0][1]
+    topics = read_mcap(tmp_path / "r.mcap")
+    info = topics["/robot/camera_info"][0][1]
     # --intrinsics fx,fy,cx,cy hold at the 192x128 frames; the depth image is half that size.
-    assert list(info.k) == PinholeIntrinsics(100.0, 120.0, 80.0, 48.0, 192, 128).scaled_to(96, 64).matrix()
+    camera_at_depth = PinholeIntrinsics(100.0, 120.0, 80.0, 48.0, 192, 128).scaled_to(96, 64)
+    assert list(info.k) == camera_at_depth.matrix()
+    cloud = topics["/robot/points"][0][1]  # every 2nd pixel of every 2nd row, the invalid (0, 0), (0, 2) left out
+    expected, _ = back_project(_depth(0), camera_at_depth, 2)
+    assert cloud.width == 32 * 48 - 2 and np.array_equal(np.frombuffer(bytes(cloud.data), "<f4").reshape(-1, 3),
+                                                          expected)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
