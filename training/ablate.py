@@ -22,6 +22,7 @@ Without ``--seeds`` each config trains once with its own ``train.seed`` into ``D
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import math
@@ -465,6 +466,9 @@ def _ablate(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
     check_writable_folder(out_dir, "--output-dir")  # before the first of several trainings
     if args.seeds is not None and any(o.split("=", 1)[0].strip() == "train.seed" for o in args.overrides):
         raise UsageError("train.seed=... and --seeds were both given; --seeds sets train.seed per run, drop one")
+    if not args.no_plots and importlib.util.find_spec("matplotlib") is None:  # known now, not after hours
+        raise UsageError("the figures need matplotlib, which is not installed: pip install 'edgedepth[train]', "
+                         "or pass --no-plots")
     command = "depth-ablate " + " ".join(argv if argv is not None else sys.argv[1:])
     runs = plan_runs(args.configs, args.seeds, out_dir)
     labels = [config_label(name) for name in args.configs]

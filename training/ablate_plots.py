@@ -46,11 +46,13 @@ def _save(figure: Any, path: Path) -> str:
     return path.name
 
 
-def _curve(run_dirs: Sequence[Path], key: str) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """Steps and per-seed values (seeds x steps) at the steps every seed logged."""
+def _curve(runs: Sequence[Mapping[str, Tuple[List[int], List[float]]]], key: str
+           ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Steps and per-seed values (seeds x steps) at the steps every seed logged.
+
+    ``runs``: each seed's scalars (:func:`read_scalars`)."""
     series = []
-    for run_dir in run_dirs:
-        scalars = read_scalars(run_dir)
+    for scalars in runs:
         tag = share_tag(scalars, key.split(":", 1)[1]) if key.startswith("share:") else key
         if tag is None or tag not in scalars:
             return None
@@ -68,9 +70,10 @@ def loss_curves(runs_by_config: Mapping[str, Sequence[Path]]) -> Any:
     figure = Figure(figsize=(16, 7), layout="constrained")
     axes = figure.subplots(2, 4).ravel()
     colours = _colours(len(runs_by_config))
+    scalars = {config: [read_scalars(run_dir) for run_dir in run_dirs] for config, run_dirs in runs_by_config.items()}
     for axis, (title, key) in zip(axes, CURVE_PANELS):
-        for colour, (config, run_dirs) in zip(colours, runs_by_config.items()):
-            curve = _curve(run_dirs, key)
+        for colour, config in zip(colours, runs_by_config):
+            curve = _curve(scalars[config], key)
             if curve is None:
                 continue
             steps, values = curve

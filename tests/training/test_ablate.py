@@ -184,3 +184,12 @@ def test_bad_invocations_are_one_line_before_any_training(tmp_path, capsys, monk
     assert ablate_main(argv) != 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("depth-ablate:")]
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_missing_matplotlib_is_said_before_any_training(tmp_path, capsys, monkeypatch):
+    real = ablate.importlib.util.find_spec
+    monkeypatch.setattr(ablate.importlib.util, "find_spec", lambda name: None if name == "matplotlib" else real(name))
+    monkeypatch.setattr(ablate, "run_experiment", lambda *a: pytest.fail("trained without a way to plot"))
+    assert ablate_main(["--configs", "baseline", "--output-dir", str(tmp_path / "out")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("depth-ablate:")]
+    assert len(lines) == 1 and "matplotlib" in lines[0] and "--no-plots" in lines[0]
