@@ -49,9 +49,6 @@ COMPARED_METRICS = HEADLINE_METRICS + EDGE_METRICS
 HIGHER_IS_BETTER = frozenset({"d1", "d2", "d3", "edge_d1", "boundary_precision", "boundary_recall", "boundary_f1"})
 #: The weighted loss terms whose shares are reported.
 LOSS_TERMS = ("ssi", "silog", "grad")
-#: Steps at the end of a run over which the TensorBoard shares are averaged (when the trainer
-#: does not report them itself).
-SHARE_WINDOW = 100
 RESULT_FILE = "result.json"
 CONFIDENCE = 0.95
 
@@ -149,7 +146,8 @@ def run_experiment(run: Run, overrides: Sequence[str]) -> Dict[str, Any]:
         "config": config_label(run.config),
         "seed": int(cfg.train.seed),
         "metrics": _numbers(evaluated["metrics"]),
-        "loss_shares": _trainer_shares(trained) or shares_from_events(run.run_dir),
+        # A resumed trainer only saw the steps after the resume; the events hold them all.
+        "loss_shares": (None if resume else _trainer_shares(trained)) or shares_from_events(run.run_dir),
         # The training loop's own clock (data set-up and the final evaluation left out); after a
         # resume only the resumed part.
         "train_seconds": round(float(trained.get("train_seconds", math.nan)), 1),
@@ -213,7 +211,10 @@ def share_tag(scalars: Mapping[str, Any], term: str) -> Optional[str]:
 
 
 def shares_from_events(run_dir: Path) -> Dict[str, float]:
-    """Each term's mean share over the last :data:`SHARE_WINDOW` steps, from the logged shares."""
+    """Each term's mean share over the last logged steps (the trainer's ``SHARE_WINDOW``), from the
+    TensorBoard events: the trainer's own average, for a run it did not train from the start."""
+    from edgedepth.training.trainer import SHARE_WINDOW
+
     scalars = read_scalars(run_dir)
     shares = {}
     for term in LOSS_TERMS:
@@ -221,8 +222,7 @@ def shares_from_events(run_dir: Path) -> Dict[str, float]:
         if tag is None:
             shares[term] = 0.0  # the term had weight 0: no share
             continue
-        steps, values = scalars[tag]
-        recent = [v for s, v in zip(steps, values) if s > steps[-1] - SHARE_WINDOW]
+        recent = scalars[tag][1][-SHARE_WINDOW:]
         shares[term] = round(sum(recent) / len(recent), 6)
     return shares
 
@@ -368,7 +368,7 @@ def ablation_markdown(data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         f"Command: `{command}`", "",
         f"Seeds: {', '.join(map(str, seeds))}. Each config is trained once per seed (`train.seed`) on the same data "
         "and budget and evaluated from its last checkpoint. Mean ± sample standard deviation over seeds; loss "
-        "shares are each term's part of the weighted total, averaged over the last 100 steps and the seeds.", "",
+        "shares are each term's part of the weighted total, averaged over the last 100 logged steps and the seeds.", "",
         "## Per config", "",
     ]
     head = ["config", "n", "weights ssi/silog/grad", "normalize", "grad space", "share ssi/silog/grad"]
