@@ -372,17 +372,21 @@ def ablation_markdown(data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         "## Per config", "",
     ]
     head = ["config", "n", "weights ssi/silog/grad", "normalize", "grad space", "share ssi/silog/grad"]
-    head += list(TABLE_METRICS)
+    head += list(TABLE_METRICS) + ["train s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for entry in data["summary"]:
         loss = loss_of.get(entry["config"], {})
+        seconds = [run["train_seconds"] for run in data["runs"] if run["config"] == entry["config"]]
         weights = "/".join(f"{loss.get(k, 0):g}" for k in ("ssi_weight", "silog_weight", "gradient_weight"))
         shares = "/".join(f"{100 * entry['loss_shares'][t]:.0f}%" for t in LOSS_TERMS)
         space = loss.get("gradient_space", "-") if loss.get("gradient_weight") else "-"
         cells = [entry["config"], str(entry["n"]), weights, str(loss.get("normalize", "none")), space, shares]
         cells += [_pm(entry["metrics"].get(key, {})) for key in TABLE_METRICS]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", _BETTER, "", f"## Paired differences against `{baseline}`", ""]
+        lines.append("| " + " | ".join(cells + [f"{sum(seconds) / len(seconds):.0f}"]) + " |")
+    total = sum(run["train_seconds"] for run in data["runs"])
+    lines += ["", _BETTER, "", f"Training time: {total:.0f} s over {len(data['runs'])} runs (the training loops' own "
+              "clocks; data set-up and the final evaluations add to the wall time).", "",
+              f"## Paired differences against `{baseline}`", ""]
     comparisons = data["comparisons"]
     if comparisons:
         lines += ["| a | metric | mean diff (a - b) | 95% interval | p (paired t) | outside the interval |",
