@@ -16,6 +16,7 @@ is fx for square pixels).
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -24,6 +25,8 @@ from edgedepth.camera import CameraCalibration, PinholeIntrinsics
 from edgedepth.errors import UsageError
 from edgedepth.runtime.sources import Frame
 from edgedepth.spec import ModelSpec
+
+LOG = logging.getLogger(__name__)
 
 
 def no_training_camera(model: str, what: str) -> UsageError:
@@ -64,6 +67,10 @@ class DepthCamera:
 
     def _compute(self, frame_size: Tuple[int, int], depth_size: Tuple[int, int]) -> PinholeIntrinsics:
         if self.calibration is not None:
+            size = self.calibration.size
+            if size is not None and size != frame_size:
+                LOG.warning("--intrinsics %s holds for %dx%d; scaled to the %dx%d frames", self.calibration.origin,
+                            size[0], size[1], frame_size[0], frame_size[1])
             return self.calibration.at_size(*frame_size).scaled_to(*depth_size)
         if self.spec.intrinsics is None:
             raise no_training_camera("the model", "a point cloud or camera_info")
