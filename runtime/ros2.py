@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgedepth.camera import parse_intrinsics
+from edgedepth.camera import CameraCalibration, parse_intrinsics
 from edgedepth.cli import configure_logging, positive_int, run_command
 from edgedepth.errors import SourceError, UsageError
 from edgedepth.runtime.backend import open_backend
@@ -92,6 +92,37 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int, data: bytes)
     if encoding == "mono8":
         return np.repeat(pixels, 3, axis=2)
     return np.ascontiguousarray(pixels[:, :, ::-1] if encoding == "rgb8" else pixels)
+
+
+def calibration_from_camera_info(message: Any, topic: str) -> CameraCalibration:
+    """A sensor_msgs/CameraInfo as the calibration ``--intrinsics`` would give (K and its image size)."""
+    k = [float(value) for value in message.k]
+    if len(k) != 9 or k[0] <= 0 or k[4] <= 0 or message.width < 1 or message.height < 1:
+        raise UsageError(f"the CameraInfo on {topic} holds no camera (k={k}, {message.width}x{message.height}): "
+                         "the camera driver has no calibration loaded; give --intrinsics FILE instead")
+    return CameraCalibration(k[0], k[4], k[2], k[5], size=(int(message.width), int(message.height)), origin=topic)
+
+
+def wait_for_camera_info(node: Any, topic: str, timeout_s: float) -> CameraCalibration:
+    """The calibration from the first CameraInfo on ``topic`` (the node's executor must be spinning)."""
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo
+
+    received: List[Any] = []
+    arrived = threading.Event()
+
+    def keep(message: Any) -> None:
+        received.append(message)
+        arrived.set()
+
+    subscription = node.create_subscription(CameraInfo, topic, keep, qos_profile_sensor_data)
+    try:
+        if not arrived.wait(timeout_s):
+            raise UsageError(f"no CameraInfo on {topic} within {timeout_s:.0f} s: check `ros2 topic echo --once "
+                             f"{topic}`, or give --intrinsics FILE")
+    finally:
+        node.destroy_subscription(subscription)
+    return calibration_from_camera_info(received[0], topic)
 
 
 class TopicSource(Source):
@@ -187,6 +218,8 @@ def ros2_parser() -> argparse.ArgumentParser:
     add_backend_arguments(parser)
     add_source_arguments(parser, image_topic=True)
     add_intrinsics_argument(parser.add_argument)
+    parser.add_argument("--camera-info-topic", help="take the intrinsics from this sensor_msgs/CameraInfo topic "
+                                                    "(its first message) instead of --intrinsics")
     add_topic_arguments(parser.add_argument)
     parser.add_argument("--points-stride", type=positive_int, default=1,
                         help="points: every N-th pixel of every N-th row (a lighter PointCloud2)")
@@ -196,12 +229,18 @@ def ros2_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_ros2_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.intrinsics is not None and args.camera_info_topic is not None:
+        parser.error("--intrinsics and --camera-info-topic both give the camera: keep one")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``depth-ros2``; returns the exit status."""
     import sys
 
     ours, ros_args = split_ros_args(sys.argv[1:] if argv is None else argv)
-    return run_command("depth-ros2", ros2_parser(), lambda args: _node(args, ros_args), ours)
+    return run_command("depth-ros2", ros2_parser(), lambda args: _node(args, ros_args), ours,
+                       validate=_check_ros2_args)
 
 
 def _node(args: argparse.Namespace, ros_args: List[str]) -> int:
@@ -223,6 +262,8 @@ def _node(args: argparse.Namespace, ros_args: List[str]) -> int:
     try:
         spinner.start()
         frame_id = str(node.declare_parameter("frame_id", args.frame_id).value)
+        if args.camera_info_topic is not None:
+            calibration = wait_for_camera_info(node, args.camera_info_topic, args.frame_timeout)
         with _open_source(args, node) as source:
             return _publish(args, node, source, calibration, frame_id)
     finally:

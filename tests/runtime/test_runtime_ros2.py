@@ -12,10 +12,17 @@ import numpy as np
 import pytest
 
 from edgedepth.camera import PinholeIntrinsics
-from edgedepth.errors import SourceError
+from edgedepth.errors import SourceError, UsageError
 from edgedepth.runtime.focal import DepthCamera
 from edgedepth.runtime.record import FrameClock
-from edgedepth.runtime.ros2 import Ros2Publisher, TopicSource, image_to_bgr, main, split_ros_args
+from edgedepth.runtime.ros2 import (
+    Ros2Publisher,
+    TopicSource,
+    calibration_from_camera_info,
+    image_to_bgr,
+    main,
+    split_ros_args,
+)
 from edgedepth.runtime.ros_messages import Topics
 from edgedepth.runtime.sources import Frame
 from edgedepth.spec import ModelSpec
@@ -66,6 +73,21 @@ def test_an_image_topic_source_keeps_the_newest_image_and_its_stamp():
     assert later is not None and later.index == 1 and later.image[0, 0, 0] == 3
     source.close()
     assert source.read() is None
+
+
+def test_a_camera_info_message_gives_the_calibration_at_its_size():
+    info = types.SimpleNamespace(k=[600.0, 0.0, 319.5, 0.0, 610.0, 239.5, 0.0, 0.0, 1.0], width=640, height=480)
+    calibration = calibration_from_camera_info(info, "/cam/camera_info")
+    assert calibration.at_size(320, 240) == PinholeIntrinsics(600.0, 610.0, 319.5, 239.5, 640, 480).scaled_to(320, 240)
+    uncalibrated = types.SimpleNamespace(k=[0.0] * 9, width=640, height=480)  # a driver without a calibration file
+    with pytest.raises(UsageError, match="no calibration loaded"):
+        calibration_from_camera_info(uncalibrated, "/cam/camera_info")
+
+
+def test_two_sources_of_the_camera_are_a_usage_error(tiny_model, capsys):
+    code = main(["--model", str(tiny_model.path), "--image-topic", "/cam/image", "--intrinsics", "1,1,1,1",
+                 "--camera-info-topic", "/cam/camera_info"])
+    assert code == 2 and "--intrinsics and --camera-info-topic" in capsys.readouterr().err
 
 
 def test_an_image_topic_that_stays_silent_is_a_source_error():
