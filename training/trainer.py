@@ -188,16 +188,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_scheduler_state(scheduler: LRScheduler, state: Dict[str, Any]) -> None:
-    """Restore ``scheduler``. A checkpoint from before SequentialLR holds a LambdaLR state (with
-    ``lr_lambdas``) of the same warm-up + cosine curve: the new schedule is stepped to its step."""
-    if "lr_lambdas" not in state:
-        scheduler.load_state_dict(state)
-        return
+def resume_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, lr: float,
+                     step: int) -> LRScheduler:
+    """The schedule of the current config, stepped to ``step``: a resumed run follows the curve of
+    its config (also when train.steps was raised to train longer; torch's scheduler state would
+    keep the old length, whose cosine turns back up past its end), and any checkpoint resumes,
+    whatever scheduler wrote it (before SequentialLR: a LambdaLR of the same curve). torch's
+    schedulers scale the current LR, so it is reset to ``lr`` first."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = lr
+    scheduler = make_scheduler(optimizer, warmup_steps, total_steps)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
-        for _ in range(int(state.get("last_epoch", 0))):
+        for _ in range(step):
             scheduler.step()
+    return scheduler
 
 
 @contextlib.contextmanager
@@ -310,7 +315,9 @@ class Trainer:
         ckpt = read_checkpoint(path, map_location="cpu")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        load_scheduler_state(self.scheduler, ckpt["scheduler"])
+        cfg = self.cfg.train
+        self.scheduler = resume_scheduler(self.optimizer, cfg.warmup_steps, cfg.steps, cfg.lr,
+                                          int(ckpt["scheduler"]["last_epoch"]))
         self.scaler.load_state_dict(ckpt["scaler"])
         if "loss" in ckpt:  # loss.normalize's running means (older checkpoints: they start afresh)
             self.loss_fn.load_state_dict(ckpt["loss"])

@@ -111,6 +111,21 @@ def test_dataset_mask_is_carried_through_resize():
     assert not out["mask"][0, :, :16].any() and out["mask"][0, :, 16:].all()
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_training_mask_is_the_pixel_set_the_metrics_use(train):
+    # Metrics keep min_depth < gt < max_depth; the loss must learn from exactly those pixels.
+    depth = np.full((32, 32), 5.0, np.float32)
+    depth[:4] = 0.05  # below min_depth 0.1
+    depth[4:8] = 10.0  # at max_depth: the metrics drop it (gt < max_depth)
+    spec = ModelSpec(height=32, width=32, min_depth=0.1, max_depth=10.0)
+    augment = AugmentConfig(hflip=False, color_jitter=0.0)
+    out = prepared([raw_sample(np.zeros((32, 32, 3), np.uint8), depth)], size=spec, augment=augment, train=train)[0]
+    expected = torch.from_numpy((depth > 0.1) & (depth < 10.0))
+    assert torch.equal(out["mask"][0], expected)
+    if not train:
+        assert torch.equal(out["gt_mask"], expected) and out["gt_depth"].shape == (32, 32)
+
+
 def test_depth_beyond_max_depth_is_masked_not_clipped():
     depth = np.full((32, 32), 12.0, np.float32)
     depth[:, 16:] = 5.0

@@ -366,11 +366,12 @@ def test_build_dataset_uses_given_spec_and_train_flag(tmp_path):
 
 
 def test_build_dataset_synthetic_dispatch(tmp_path):
-    synthetic = pytest.importorskip("edgedepth.training.data.synthetic")
-    if not hasattr(synthetic, "SyntheticScenes"):
-        pytest.skip("the synthetic scene generator is not in this checkout yet")
+    from edgedepth.training.data import SyntheticScenes
+
     config = DataConfig(dataset="synthetic", height=32, width=32)
     config.synthetic.num_val = 2
     config.synthetic.cache_dir = str(tmp_path)
     dataset = build_dataset(config, "val")
+    assert isinstance(dataset.raw, SyntheticScenes) and dataset.raw.split == "val"
     assert len(dataset) == 2 and dataset[0]["depth"].shape == (1, 32, 32)
+    assert build_raw_dataset(config, "test").split == "test", "the synthetic test rooms are their own stream"

@@ -1,6 +1,8 @@
 """The trainer: run folder, per-term TensorBoard logging, resume after SIGKILL, non-finite losses, DDP."""
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
 
 from edgedepth.errors import CheckpointError
-from edgedepth.training.checkpoint import read_checkpoint
+from edgedepth.training.checkpoint import read_checkpoint, rng_state
 from edgedepth.training.cli import eval_main, train_main
 from edgedepth.training.config import load_config
 from edgedepth.training.data import normalize_torch
@@ -24,6 +26,8 @@ from edgedepth.training.trainer import (
     cpu_has_native_bf16,
     make_optimizer,
     make_scheduler,
+    parameter_groups,
+    resume_scheduler,
     select_amp_dtype,
 )
 
@@ -81,8 +85,31 @@ def test_short_run_writes_run_folder_and_logs_every_loss_term(tmp_path, cache_di
     expected = {"loss/ssi", "loss/silog", "loss/grad", "loss/grad/s1", "loss/grad/s2", "loss/grad/s4", "loss/total",
                 "train/lr", "train/grad_norm", "val/abs_rel", "val/d1", "val/edge_abs_rel"}
     assert expected <= set(tags["scalars"])
-    assert tags["images"], "the RGB | GT | prediction | error grid is logged"
-    assert 0.0 <= metrics["d1"] <= 1.0 and metrics["num_valid"] > 0
+    # The augmented training batch under train/, a validation batch under val/ (it was mislabelled val/).
+    assert {"train/rgb_gt_pred_error", "val/rgb_gt_pred_error"} <= set(tags["images"])
+    # Every ground-truth pixel of the 4 validation rooms inside (min_depth, max_depth), at their own size.
+    from edgedepth.training.data import build_raw_dataset
+
+    rooms = [sample["depth"] for sample in build_raw_dataset(cfg.data, "val")]
+    assert metrics["num_valid"] == sum(int(((d > 0.1) & (d < 10.0)).sum()) for d in rooms) > 0.9 * 4 * 64 * 96
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["step"] == 4 and summary["metrics"]["abs_rel"] == pytest.approx(metrics["abs_rel"])
+
+
+def test_loss_shares_are_logged_as_loss_share_tags_and_averaged_into_the_summary(tmp_path, cache_dir):
+    cfg = load_config("grad_a", tiny_overrides(tmp_path, cache_dir, **{"train.steps": 3}))
+    trainer = Trainer(cfg)
+    metrics = trainer.train()
+    scalars = set(tensorboard_tags(tmp_path / "run")["scalars"])
+    shares = metrics["loss_shares"]
+    if not any(key.startswith("share/") for key in trainer.loss_fn(*([torch.ones(1, 1, 4, 4)] * 2),
+                                                                    torch.ones(1, 1, 4, 4, dtype=torch.bool))[1]):
+        assert shares == {} and not any(tag.startswith("loss_share/") for tag in scalars)  # no key, no entry
+        return
+    assert {"loss_share/ssi", "loss_share/silog", "loss_share/grad"} <= scalars
+    assert not any(tag.startswith("loss/share") for tag in scalars)
+    assert set(shares) == {"ssi", "silog", "grad"} and sum(shares.values()) == pytest.approx(1.0, abs=1e-4)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["metrics"]["loss_shares"] == shares
 
 
 def test_zero_weight_terms_are_not_logged(tmp_path, cache_dir):
@@ -113,11 +140,17 @@ def test_warmup_then_cosine_schedule():
     assert lr_curve(0, 10)[0] == pytest.approx(1.0) and lr_curve(0, 10)[10] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_cpu_mixed_precision_is_bf16_only_where_the_cpu_has_it():
+def test_cpu_mixed_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import edgedepth.training.trainer as trainer_module
+
     cpu = torch.device("cpu")
     assert select_amp_dtype("none", cpu) is None
     assert select_amp_dtype("bf16", cpu) is torch.bfloat16  # asked for: honoured, even if emulated
-    assert select_amp_dtype("auto", cpu) is (torch.bfloat16 if cpu_has_native_bf16() else None)
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    assert select_amp_dtype("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    assert select_amp_dtype("auto", cpu) is None
+    assert isinstance(cpu_has_native_bf16(), bool)
     with pytest.raises(TrainingError, match="train.amp=fp16 needs a CUDA device"):
         select_amp_dtype("fp16", cpu)
     assert select_amp_dtype("auto", torch.device("meta")) is None
@@ -161,21 +194,90 @@ def test_precise_bn_sets_statistics_from_the_final_weights_and_leaves_weights_al
         torch.testing.assert_close(var, norm.running_var, rtol=1e-4, atol=1e-5)
 
 
-def test_fused_adamw_takes_the_same_step_as_the_per_tensor_one():
+@pytest.mark.parametrize("emulated_only, expected", [(True, torch.float16), (False, torch.bfloat16)])
+def test_auto_amp_on_a_gpu_without_native_bf16_is_fp16(monkeypatch, emulated_only, expected):
+    # A T4 / V100: torch reports bf16 "supported" only when emulation counts.
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        return including_emulation or not emulated_only
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert select_amp_dtype("auto", torch.device("cuda", 0)) is expected
+
+
+def test_no_weight_decay_on_norms_biases_and_rezero_alphas():
+    from edgedepth.spec import ModelSpec
+    from edgedepth.training.model import create_model
+
+    model = create_model(ModelSpec(height=32, width=32, arch_options={"rezero": True}), pretrained="none")
+    names = {id(p): name for name, p in model.named_parameters()}
+    decay, no_decay = ({names[id(p)] for p in group["params"]} for group in parameter_groups(model, 0.1))
+    assert any(name.endswith("alpha") for name in no_decay), "ReZero gates are not decayed"
+    assert "encoder.bn1.weight" in no_decay and "encoder.bn1.bias" in no_decay and "head.conv.bias" in no_decay
+    assert "encoder.conv1.weight" in decay and "head.conv.weight" in decay
+    assert decay.isdisjoint(no_decay) and len(decay | no_decay) == len(names)
+    optimizer = make_optimizer(model, 1e-2, 0.1, torch.device("cpu"))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # zero gradients: only the decay moves a parameter
+    after = dict(model.named_parameters())
+    assert torch.equal(after["encoder.bn1.weight"], before["encoder.bn1.weight"])
+    assert not torch.equal(after["encoder.conv1.weight"], before["encoder.conv1.weight"])
+
+
+def sgd_run(make, steps: int):
+    """An SGD optimizer on one parameter (lr 1) and the scheduler ``make`` builds, after ``steps`` steps."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make(optimizer)
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+    return optimizer, scheduler
+
+
+@pytest.mark.parametrize("writer", ["SequentialLR", "LambdaLR (before SequentialLR)"])
+def test_a_resumed_schedule_continues_the_uninterrupted_one(writer):
+    import math
+
+    def old_curve(step):
+        return min(1.0, (step + 1) / 10) if step < 10 else 0.5 * (1 + math.cos(math.pi * (step - 10) / 90))
+
+    def make_old(optimizer):
+        return (make_scheduler(optimizer, 10, 100) if writer == "SequentialLR"
+                else torch.optim.lr_scheduler.LambdaLR(optimizer, old_curve))
+
+    saved_optimizer, saved = sgd_run(make_old, 37)
+    reference, reference_scheduler = sgd_run(lambda o: make_scheduler(o, 10, 100), 37)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    optimizer.load_state_dict(saved_optimizer.state_dict())  # its LR is step 37's, as in a checkpoint
+    scheduler = resume_scheduler(optimizer, 10, 100, 1.0, saved.state_dict()["last_epoch"])
+    for _ in range(30):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(reference.param_groups[0]["lr"], rel=1e-9, abs=1e-12)
+        for opt, sched in ((optimizer, scheduler), (reference, reference_scheduler)):
+            opt.step()
+            sched.step()
+
+
+def test_a_run_resumed_with_more_steps_follows_the_longer_cosine():
+    optimizer, _ = sgd_run(lambda o: make_scheduler(o, 0, 10), 8)
+    scheduler = resume_scheduler(optimizer, 0, 20, 1.0, 8)  # train.steps raised from 10 to 20
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 20)))
+    for _ in range(12):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_depth_head_runs_in_fp32_under_bf16_autocast():
+    from edgedepth.training.model.decoder import DepthHead
+
     torch.manual_seed(0)
-    models = [torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)]
-    models[1].load_state_dict(models[0].state_dict())
-    fused = make_optimizer(models[0], 1e-2, 1e-4, torch.device("cpu"))
-    plain = torch.optim.AdamW(models[1].parameters(), lr=1e-2, weight_decay=1e-4)
-    assert fused.defaults.get("fused") is True
-    x = torch.randn(16, 8)
-    for model, optimizer in zip(models, (fused, plain)):
-        for _ in range(3):
-            optimizer.zero_grad()
-            model(x).square().mean().backward()
-            optimizer.step()
-    for a, b in zip(models[0].parameters(), models[1].parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    head = DepthHead(8, max_depth=80.0)
+    features = torch.randn(2, 8, 6, 6).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(features)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, head(features.float()), rtol=0, atol=0)  # bf16 would be ~0.4% off (30 cm)
 
 
 def test_nonfinite_losses_skip_steps_then_abort(tmp_path, cache_dir, monkeypatch):
@@ -221,9 +323,73 @@ def test_sigkill_then_resume_continues_from_last_checkpoint(tmp_path, cache_dir)
     trainer = Trainer(cfg, resume=True)
     assert trainer.state.step == killed_at
     assert trainer.scheduler.last_epoch == killed_at, "the LR schedule goes on where it stopped"
+    saved = read_checkpoint(last)["optimizer"]["state"]
+    restored = trainer.optimizer.state_dict()["state"]
+    assert saved.keys() == restored.keys() and all(
+        torch.equal(saved[k]["exp_avg"], restored[k]["exp_avg"]) for k in saved), "Adam's moments are restored"
     trainer.train()
     assert read_checkpoint(last)["train_state"]["step"] == killed_at + 2
     assert not list(last.parent.glob(".*.tmp")), "a half-written temp file from the kill is cleaned up"
+
+
+def recorded_steps(trainer: Trainer) -> list:
+    """Wrap ``trainer.train_step`` to record, per step, the sample names and a checksum of the
+    augmented images it trained on."""
+    seen = []
+    step = trainer.train_step
+
+    def recording(batch):
+        seen.append((list(batch["name"]), float(batch["image"].double().sum()), float(batch["depth"].double().sum())))
+        return step(batch)
+
+    trainer.train_step = recording
+    return seen
+
+
+def run_steps(cfg, resume: bool = False) -> list:
+    trainer = Trainer(cfg, resume=resume)
+    seen = recorded_steps(trainer)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    return seen
+
+
+def test_a_resumed_run_sees_the_data_and_augmentation_the_uninterrupted_run_saw(tmp_path, cache_dir):
+    # 12 rooms, batch 2: 6 steps an epoch; the run stops mid-epoch 1 and resumes there.
+    common = {"train.steps": 9, "train.checkpoint_every": 8, "train.precise_bn_batches": 0, "train.amp": "none",
+              "data.augment.scale_max": 1.5, "train.image_every": 1000}
+    uninterrupted = run_steps(load_config("base", tiny_overrides(tmp_path / "a", cache_dir, **common)))
+    stopped = dict(common, **{"train.steps": 8})
+    run_b = tmp_path / "b" / "run"
+    run_steps(load_config("base", tiny_overrides(tmp_path / "b", cache_dir, **stopped)))
+    assert read_checkpoint(run_b / "checkpoints" / "last.pt")["train_state"]["epoch_batches"] == 2
+    # Resumed with a DataLoader worker: the augmentation does not depend on which process draws it.
+    resumed_cfg = load_config(run_b / "config.yaml", [f"train.output_dir={run_b}", "train.steps=9",
+                                                       "data.num_workers=1"])
+    resumed = run_steps(resumed_cfg, resume=True)
+    assert resumed == uninterrupted[8:9]
+    epoch0, epoch1 = ({n for names, _, _ in uninterrupted[a:b] for n in names} for a, b in ((0, 6), (6, 9)))
+    assert len(epoch0) == 12, "an epoch sees every room once"
+    assert [names for names, _, _ in uninterrupted[6:9]] != [names for names, _, _ in uninterrupted[0:3]], \
+        "each epoch has its own order"
+
+
+def test_resume_on_a_non_cpu_device_reads_the_checkpoint_onto_the_cpu(tmp_path, cache_dir):
+    cfg = load_config("baseline", tiny_overrides(tmp_path, cache_dir, **{"train.steps": 2, "train.amp": "none"}))
+    run_steps(cfg)
+    saved = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    trainer = Trainer(cfg)
+    # What a CUDA run meets: the trainer's device is not the CPU. Read onto it, the RNG state
+    # (numpy keys, torch state) could not be restored; "meta" stands in for cuda on this machine.
+    trainer.device = torch.device("meta")
+    torch.manual_seed(123)
+    trainer._load_resume_state()
+    assert trainer.state.step == 2
+    assert torch.equal(torch.get_rng_state(), saved["rng"]["torch"])
+    assert torch.equal(rng_state()["numpy"]["keys"], saved["rng"]["numpy"]["keys"])
+    trainer.close()
 
 
 def test_resume_cli_without_run_folder_is_one_line_error(tmp_path, capsys):
@@ -232,17 +398,16 @@ def test_resume_cli_without_run_folder_is_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("depth-train: error:") and "no config.yaml" in err[0]
 
 
-def test_eval_cli_writes_all_metrics(tmp_path, cache_dir):
+def test_eval_cli_gives_the_trainers_final_validation_metrics(tmp_path, cache_dir):
     cfg = load_config("grad_c", tiny_overrides(tmp_path, cache_dir, **{"train.steps": 2}))
-    Trainer(cfg).train()
+    final = Trainer(cfg).train()
     out = tmp_path / "metrics.json"
-    assert eval_main(["--checkpoint", str(tmp_path / "run/checkpoints/best.pt"), "--output", str(out)]) == 0
-    import json
-
+    assert eval_main(["--checkpoint", str(tmp_path / "run/checkpoints/last.pt"), "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    for key in ("abs_rel", "rmse", "mae", "d1", "d2", "d3", "edge_abs_rel", "boundary_f1"):
-        assert key in result["metrics"]
+    for key in ("abs_rel", "rmse", "mae", "d1", "d2", "d3", "edge_abs_rel", "boundary_f1", "num_valid"):
+        assert result["metrics"][key] == pytest.approx(final[key], rel=1e-6, abs=1e-9), key
     assert result["num_samples"] == 4 and result["dataset"] == "synthetic"
+    assert result["protocol"]["split"] == "val" and result["protocol"]["crop"] == "none"
 
 
 def test_eval_cli_truncated_checkpoint_is_one_line_error(tmp_path, cache_dir, capsys):
@@ -261,34 +426,84 @@ def test_eval_cli_truncated_checkpoint_is_one_line_error(tmp_path, cache_dir, ca
 
 DDP_WORKER = textwrap.dedent(
     """
-    import sys, torch
+    import json, sys, torch
+    from pathlib import Path
     from edgedepth.training.config import load_config
     from edgedepth.training.trainer import Trainer
-    cfg = load_config("grad_a", sys.argv[2:])
-    trainer = Trainer(cfg)
-    trainer.train()
-    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    torch.save(weights, f"{sys.argv[1]}/rank{trainer.dist.rank}.pt")
+
+    out, overrides = Path(sys.argv[1]), sys.argv[2:]
+
+    def run(run_dir, steps, resume=False):
+        cfg = load_config("grad_a", overrides + [f"train.output_dir={run_dir}", f"train.steps={steps}"])
+        trainer = Trainer(cfg, resume=resume)
+        seen, step = [], trainer.train_step
+
+        def recording(batch):
+            terms, grad_norm = step(batch)
+            seen.append({"names": list(batch["name"]), "total": terms["total"]})
+            return terms, grad_norm
+
+        trainer.train_step = recording
+        trainer.train()
+        val = [trainer.val_loader.dataset.raw[i]["name"] for i in trainer.val_loader.sampler]
+        return trainer, seen, val
+
+    # One uninterrupted run, and one stopped at step 2 then resumed to 4 (same process group).
+    trainer, seen, val = run(out / "a", 4)
+    _, first, _ = run(out / "b", 2)
+    torch.distributed.barrier()  # as a new torchrun would: resume once rank 0 has written last.pt
+    _, resumed, _ = run(out / "b", 4, resume=True)
+    rank = trainer.dist.rank
+    torch.save(trainer.model.state_dict(), out / f"rank{rank}.pt")
+    record = {"seen": seen, "val": val, "first": first, "resumed": resumed}
+    (out / f"rank{rank}.json").write_text(json.dumps(record))
     trainer.close()
     """
 )
 
 
 @pytest.mark.slow
-def test_two_process_gloo_ranks_keep_identical_weights(tmp_path, cache_dir):
+def test_two_process_gloo_shards_data_and_validation_averages_logs_writes_once_and_resumes(tmp_path, cache_dir):
     worker = tmp_path / "worker.py"
     worker.write_text(DDP_WORKER)
-    overrides = tiny_overrides(tmp_path, cache_dir, **{"train.steps": 3, "train.device": "cpu"})
+    overrides = tiny_overrides(tmp_path, cache_dir, **{
+        "train.device": "cpu", "train.amp": "none", "train.checkpoint_every": 2, "train.eval_every": 2,
+        "train.precise_bn_batches": 2, "data.synthetic.num_val": 5,
+    })
+    overrides = [item for item in overrides if not item.startswith(("train.output_dir=", "train.steps="))]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            str(worker), str(tmp_path), *overrides]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+    # Sharding: 12 rooms, 2 ranks, batch 2: an epoch is 3 steps, in which each rank trains on its own 6 rooms.
+    epoch0 = [{name for step in rank["seen"][:3] for name in step["names"]} for rank in ranks]
+    assert len(epoch0[0]) == len(epoch0[1]) == 6 and not epoch0[0] & epoch0[1]
+    assert not set(ranks[0]["seen"][3]["names"]) & set(ranks[1]["seen"][3]["names"])
+    # Validation is sharded too: 5 rooms, each evaluated by exactly one rank.
+    assert sorted(ranks[0]["val"] + ranks[1]["val"]) == sorted(set(ranks[0]["val"] + ranks[1]["val"]))
+    assert len(ranks[0]["val"]) == 3 and len(ranks[1]["val"]) == 2
+    # Resume: each rank continues with exactly the rooms (and loss) of the uninterrupted run.
+    for rank in ranks:
+        assert [s["names"] for s in rank["first"] + rank["resumed"]] == [s["names"] for s in rank["seen"]]
+        assert [s["total"] for s in rank["resumed"]] == pytest.approx([s["total"] for s in rank["seen"][2:]])
+    # The logged loss is the mean over the ranks, not rank 0's.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "a" / "tb"))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("loss/total")}
+    for step in range(4):
+        mean = (ranks[0]["seen"][step]["total"] + ranks[1]["seen"][step]["total"]) / 2
+        assert logged[step + 1] == pytest.approx(mean, rel=1e-5)
+    # Rank 0 alone writes: one events file (a writer per rank would make two), one set of checkpoints.
+    assert len(list((tmp_path / "a" / "tb").glob("events.out.tfevents.*"))) == 1
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    saved = read_checkpoint(tmp_path / "run/checkpoints/last.pt")["model"]
-    # BatchNorm running statistics are per-rank between DDP's buffer broadcasts; weights are not.
-    weights = [k for k in rank0 if "running_" not in k and "num_batches" not in k]
-    assert rank0.keys() == rank1.keys() and len(weights) > 100
-    assert all(torch.equal(rank0[k], rank1[k]) for k in weights)
+    saved = read_checkpoint(tmp_path / "a" / "checkpoints/last.pt")["model"]
+    # Weights are kept identical by DDP; BatchNorm statistics too, since precise BN averages them over ranks.
+    assert rank0.keys() == rank1.keys() and len(rank0) > 100
+    assert all(torch.allclose(rank0[k].float(), rank1[k].float(), rtol=1e-5, atol=1e-6) for k in rank0)
     assert all(torch.equal(rank0[k], saved[k]) for k in rank0), "rank 0 wrote the checkpoint"
