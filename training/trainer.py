@@ -34,7 +34,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from edgedepth.errors import EdgeDepthError, UsageError
+from edgedepth.errors import CheckpointError, EdgeDepthError, UsageError
 from edgedepth.io import check_writable_folder, write_json_atomic
 from edgedepth.spec import ModelSpec
 from edgedepth.training.checkpoint import read_checkpoint, restore_rng_state, rng_state, save_checkpoint
@@ -43,6 +43,7 @@ from edgedepth.training.data import build_dataloader, build_dataset, normalize_t
 from edgedepth.training.evaluate import edge_metrics_apply, evaluate_model, make_image_grid
 from edgedepth.training.losses import DepthLoss
 from edgedepth.training.model import create_model
+from edgedepth.training.model.state_dict import state_dict_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +314,12 @@ class Trainer:
         # model's device and the optimizer casts its state to its parameters'; the RNG states must
         # stay on the CPU (torch.set_rng_state and numpy take CPU tensors only).
         ckpt = read_checkpoint(path, map_location="cpu")
+        mismatch = state_dict_mismatch(self.model.state_dict(), ckpt["model"])
+        if mismatch:  # strict load_state_dict would raise a RuntimeError of hundreds of key names
+            raise CheckpointError(
+                f"--resume {self.run_dir}: {path} does not fit the network its config describes ({mismatch}); resume "
+                "with the config.yaml the run was started with (model.* and data.height/width unchanged)"
+            )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         cfg = self.cfg.train

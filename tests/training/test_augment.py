@@ -173,6 +173,14 @@ def test_invalid_augment_settings_are_refused(bad):
         prepared([ramp_sample()], augment=dict(NO_AUGMENT, **bad))
 
 
+def test_every_color_jitter_the_config_accepts_builds_a_dataset():
+    from edgedepth.training.config import RANGES
+
+    low, high = RANGES["data.augment.color_jitter"]
+    for value in (low, high):  # the config's range is inclusive; the dataset used to refuse 1.0
+        prepared([ramp_sample()], augment=dict(NO_AUGMENT, color_jitter=value))[0]
+
+
 @pytest.mark.parametrize("color_order", ["RGB", "BGR"])
 def test_normalize_torch_equals_preprocess(color_order):
     spec = ModelSpec(height=32, width=64, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), color_order=color_order)

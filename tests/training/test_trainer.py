@@ -392,6 +392,32 @@ def test_resume_on_a_non_cpu_device_reads_the_checkpoint_onto_the_cpu(tmp_path, 
     trainer.close()
 
 
+def test_resume_with_a_config_of_another_network_is_a_checkpoint_error(tmp_path, cache_dir):
+    cfg = load_config("baseline", tiny_overrides(tmp_path, cache_dir, **{"train.steps": 2, "train.amp": "none"}))
+    run_steps(cfg)
+    other = load_config(tmp_path / "run" / "config.yaml", ["model.decoder_channels=[64,32,32,16,8]"])
+    with pytest.raises(CheckpointError, match=r"does not fit the network.*mis-shaped keys"):
+        Trainer(other, resume=True)
+
+
+def test_sync_bn_converts_batchnorm_under_ddp_on_cuda_only(tmp_path, cache_dir):
+    from edgedepth.training.trainer import DistInfo
+
+    cfg = load_config("base", tiny_overrides(tmp_path, cache_dir, **{"train.sync_bn": "true"}))
+    trainer = Trainer.__new__(Trainer)  # only what _sync_batchnorm reads: a 2-rank job
+    trainer.cfg, trainer.dist = cfg, DistInfo(rank=0, local_rank=0, world_size=2)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    trainer.device = torch.device("cpu")
+    with pytest.raises(TrainingError, match="train.sync_bn=true needs CUDA"):
+        trainer._sync_batchnorm(model)
+    trainer.device = torch.device("cuda", 0)
+    weight = model[1].weight
+    converted = trainer._sync_batchnorm(model)
+    assert isinstance(converted[1], torch.nn.SyncBatchNorm) and converted[1].weight is weight
+    trainer.dist = DistInfo()  # one process: nothing to synchronise
+    assert not isinstance(trainer._sync_batchnorm(torch.nn.BatchNorm2d(2)), torch.nn.SyncBatchNorm)
+
+
 def test_resume_cli_without_run_folder_is_one_line_error(tmp_path, capsys):
     assert train_main(["--resume", str(tmp_path / "nothing")]) == 2  # the command names a wrong folder: usage
     err = capsys.readouterr().err.strip().splitlines()

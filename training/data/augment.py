@@ -66,8 +66,9 @@ class AugmentParams:
 
     def __init__(self, hflip: bool = True, color_jitter: float = 0.2, scale_min: float = 1.0,
                  scale_max: float = 1.0) -> None:
-        if not 0.0 <= color_jitter < 1.0:
-            raise ConfigError(f"data.augment.color_jitter={color_jitter} is out of range: expected 0 <= value < 1")
+        # 1.0 is allowed, as the config's range says: factors in [0, 2] (torchvision's brightness=1).
+        if not 0.0 <= color_jitter <= 1.0:
+            raise ConfigError(f"data.augment.color_jitter={color_jitter} is out of range: expected 0 <= value <= 1")
         if not 1.0 <= scale_min <= scale_max:
             raise ConfigError(
                 f"data.augment.scale_min={scale_min}, scale_max={scale_max} are invalid: expected "
