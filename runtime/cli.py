@@ -34,6 +34,7 @@ from edgedepth.errors import UsageError
 from edgedepth.io import check_outputs, check_writable_folder, same_file, write_json_atomic
 from edgedepth.native import IMPLEMENTATIONS as PREPROCESS_CHOICES
 from edgedepth.native import preprocessor
+from edgedepth.runtime.align import ALIGN_MODES, SparseAlignment
 from edgedepth.runtime.backend import (
     BACKEND_CHOICES,
     BACKEND_SUFFIXES,
@@ -56,10 +57,13 @@ from edgedepth.runtime.sources import (
     SourceOptions,
     image_paths,
     open_source,
+    parse_source_uri,
     redact_url,
 )
+from edgedepth.runtime.sparse import SparseDepthReader, match_mode
 from edgedepth.runtime.stats import format_summary
 from edgedepth.runtime.streams import InferencePlan, plan_inference
+from edgedepth.runtime.temporal import ScaleKalman, TemporalDepthFilter
 
 LOG = logging.getLogger("edgedepth.runtime")
 #: Exit reasons that are a normal end of a run (exit status 0).
@@ -144,9 +148,22 @@ def add_topic_arguments(add: Callable[..., Any]) -> None:
     add("--frame-id", default=DEFAULT_FRAME_ID, help=f"header frame_id (default {DEFAULT_FRAME_ID})")
 
 
+def add_temporal_argument(add: Callable[..., Any]) -> None:
+    """--temporal, given a parser's or a group's ``add_argument``."""
+    add("--temporal", type=positive_float, metavar="ALPHA",
+        help="steady depth on a stream: weight of the new frame per pixel, 0 < ALPHA <= 1 (e.g. 0.3); changes "
+             "beyond noise and pixels whose image changed follow at once (docs/ALIGNMENT.md)")
+
+
 def _add_robot_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument_group("camera, point clouds and ROS 2 recording (README: Robots)").add_argument
     add_intrinsics_argument(add)
+    add("--sparse-depth", metavar="DIR",
+        help="per-frame sparse metric depth (16-bit PNG mm or .npy m, 0 = none), named like the images (folder "
+             "input) or by frame index (000123.png): each frame is fitted to its points (--align)")
+    add("--align", choices=ALIGN_MODES, default="scale_shift",
+        help="--sparse-depth fit, in inverse depth with outlier rejection (default scale_shift)")
+    add_temporal_argument(add)
     add("--save-points", metavar="DIR", help="write a binary PLY point cloud per frame into DIR (metres, "
                                              "optical frame)")
     add("--points-stride", type=positive_int, default=1,
@@ -181,6 +198,14 @@ def _check_run_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"--camera-fourcc {args.camera_fourcc!r} must be 1-4 characters, e.g. MJPG")
     if args.flip not in FLIP_METHODS and not (args.flip.isdigit() and int(args.flip) < len(FLIP_METHODS)):
         parser.error(f"--flip {args.flip!r}: use 0-7 or one of {', '.join(FLIP_METHODS)}")
+    check_temporal_arg(parser, args)
+
+
+def check_temporal_arg(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--temporal is a weight: refused before any work when above 1 (positive_float refused <= 0)."""
+    if args.temporal is not None and args.temporal > 1.0:
+        parser.error(f"--temporal {args.temporal:g}: expected the weight of the new frame, 0 < ALPHA <= 1 "
+                     "(e.g. 0.3; 1 turns smoothing off)")
 
 
 def check_backend_args(args: argparse.Namespace) -> None:
@@ -219,6 +244,10 @@ def check_run_outputs(args: argparse.Namespace) -> None:
     for option, folder in (("--save-depth", args.save_depth), ("--save-points", args.save_points)):
         if folder is not None:
             _check_output_folder(option, folder, args.input)
+            if args.sparse_depth is not None and same_file(folder, args.sparse_depth):
+                # The depth files are named like the sparse files (frame stem or index): they would replace them.
+                raise UsageError(f"{option} {folder} is the --sparse-depth folder: the files written there would "
+                                 "replace the measurements; choose another folder")
 
 
 def _check_output_folder(option: str, folder: str, input_uri: Optional[str]) -> None:
@@ -303,12 +332,31 @@ def depth_camera(model: str, backend: Backend, calibration: Optional[CameraCalib
     return camera
 
 
-def depth_stages(args: argparse.Namespace, camera: DepthCamera) -> List[DepthStage]:
+def sparse_depth_reader(args: argparse.Namespace) -> Optional[SparseDepthReader]:
+    """The --sparse-depth folder, listed now: one with no sparse file is a UsageError before any work."""
+    if args.sparse_depth is None:
+        return None
+    uri = args.camera if args.camera is not None else args.input
+    kind = parse_source_uri(uri, camera=args.camera is not None).kind
+    return SparseDepthReader(args.sparse_depth, match_mode(kind))
+
+
+def depth_stages(args: argparse.Namespace, camera: DepthCamera,
+                 sparse: Optional[SparseDepthReader] = None) -> List[DepthStage]:
     """The depth stages of this run, in order (edgedepth.runtime.pipeline.DepthStage): the focal
-    rescale first, so later stages see metric depth for the user's camera."""
+    rescale first, so later stages see metric depth for the user's camera; then the fit to sparse
+    depth (which sets the metric scale itself); the temporal filter last, on the final depth, so
+    what it steadies is what the sinks get. With --temporal, the alignment's scale is filtered
+    across frames too (a Kalman filter on log-scale: one frame's bad fit does not jump the scale)."""
     stages: List[DepthStage] = []
     if camera.calibration is not None:
         stages.append(FocalRescale(camera))
+    if sparse is not None:
+        spec = camera.spec
+        stages.append(SparseAlignment(sparse, args.align, spec.min_depth, spec.max_depth,
+                                      ScaleKalman() if args.temporal is not None else None))
+    if args.temporal is not None:
+        stages.append(TemporalDepthFilter(args.temporal))
     return stages
 
 
@@ -389,7 +437,8 @@ def stop_between_frames(pipeline: DepthPipeline) -> Iterator[None]:
         yield
 
 
-def _stream(args: argparse.Namespace, calibration: Optional[CameraCalibration]) -> int:
+def _stream(args: argparse.Namespace, calibration: Optional[CameraCalibration],
+            sparse: Optional[SparseDepthReader]) -> int:
     uri = args.camera if args.camera is not None else args.input
     # The source first: a wrong path fails in milliseconds, before an engine takes seconds to load.
     with open_source(uri, source_options(args), camera=args.camera is not None) as source:
@@ -408,7 +457,7 @@ def _stream(args: argparse.Namespace, calibration: Optional[CameraCalibration]) 
                 streams=plan.streams,
             )
             pipeline = DepthPipeline(source, backend, _make_outputs(args, source, camera), options,
-                                     depth_stages(args, camera))
+                                     depth_stages(args, camera, sparse))
             try:
                 with stop_between_frames(pipeline):
                     result = pipeline.run()
@@ -431,7 +480,7 @@ def _run(args: argparse.Namespace) -> int:
     check_run_outputs(args)
     preprocessor(args.preprocess)  # a --preprocess that is not built: a usage error before any work
     calibration = parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None
-    return _stream(args, calibration)
+    return _stream(args, calibration, sparse_depth_reader(args))
 
 
 # ---------------------------------------------------------------------------------------------

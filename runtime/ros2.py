@@ -33,8 +33,10 @@ from edgedepth.runtime.cli import (
     add_backend_arguments,
     add_intrinsics_argument,
     add_source_arguments,
+    add_temporal_argument,
     add_topic_arguments,
     check_backend_args,
+    check_temporal_arg,
     depth_camera,
     depth_stages,
     inference_plan,
@@ -223,15 +225,19 @@ def ros2_parser() -> argparse.ArgumentParser:
     add_topic_arguments(parser.add_argument)
     parser.add_argument("--points-stride", type=positive_int, default=1,
                         help="points: every N-th pixel of every N-th row (a lighter PointCloud2)")
+    add_temporal_argument(parser.add_argument)
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
-    parser.set_defaults(streams=None, preprocess="python")
+    # No --sparse-depth on the node: a robot's sparse depth arrives on a topic, not in a folder
+    # matched by frame index (edgedepth.runtime.align.SparseSource is where a topic would plug in).
+    parser.set_defaults(streams=None, preprocess="python", sparse_depth=None, align="scale_shift")
     return parser
 
 
 def _check_ros2_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.intrinsics is not None and args.camera_info_topic is not None:
         parser.error("--intrinsics and --camera-info-topic both give the camera: keep one")
+    check_temporal_arg(parser, args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
