@@ -58,9 +58,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _print_summary(run_dir: Path, metrics: dict) -> None:
     from edgedepth.metrics import format_metrics_table
+    from edgedepth.training.trainer import SHARE_WINDOW, SUMMARY_FILE
 
-    print(format_metrics_table({"val": metrics}))
-    print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir / 'tb'})")
+    shares = metrics.get("loss_shares") or {}
+    print(format_metrics_table({"val": {k: v for k, v in metrics.items() if k != "loss_shares"}}))
+    if shares:
+        listed = ", ".join(f"{term} {share:.3f}" for term, share in shares.items())
+        print(f"loss shares (mean over the last {SHARE_WINDOW} logged steps): {listed}")
+    print(f"run folder: {run_dir}  ({SUMMARY_FILE}; tensorboard --logdir {run_dir / 'tb'})")
 
 
 def _eval_parser() -> argparse.ArgumentParser:

@@ -98,18 +98,27 @@ def test_short_run_writes_run_folder_and_logs_every_loss_term(tmp_path, cache_di
 
 def test_loss_shares_are_logged_as_loss_share_tags_and_averaged_into_the_summary(tmp_path, cache_dir):
     cfg = load_config("grad_a", tiny_overrides(tmp_path, cache_dir, **{"train.steps": 3}))
-    trainer = Trainer(cfg)
-    metrics = trainer.train()
+    metrics = Trainer(cfg).train()
     scalars = set(tensorboard_tags(tmp_path / "run")["scalars"])
-    shares = metrics["loss_shares"]
-    if not any(key.startswith("share/") for key in trainer.loss_fn(*([torch.ones(1, 1, 4, 4)] * 2),
-                                                                    torch.ones(1, 1, 4, 4, dtype=torch.bool))[1]):
-        assert shares == {} and not any(tag.startswith("loss_share/") for tag in scalars)  # no key, no entry
-        return
     assert {"loss_share/ssi", "loss_share/silog", "loss_share/grad"} <= scalars
     assert not any(tag.startswith("loss/share") for tag in scalars)
+    shares = metrics["loss_shares"]
     assert set(shares) == {"ssi", "silog", "grad"} and sum(shares.values()) == pytest.approx(1.0, abs=1e-4)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["metrics"]["loss_shares"] == shares
+
+
+def test_a_loss_without_share_terms_gives_no_loss_shares(tmp_path, cache_dir, monkeypatch):
+    cfg = load_config("baseline", tiny_overrides(tmp_path, cache_dir, **{"train.steps": 2}))
+    trainer = Trainer(cfg)
+    real_loss = trainer.loss_fn.forward
+
+    def without_shares(pred, target, mask):
+        total, terms = real_loss(pred, target, mask)
+        return total, {key: value for key, value in terms.items() if not key.startswith("share/")}
+
+    monkeypatch.setattr(trainer.loss_fn, "forward", without_shares)
+    assert trainer.train()["loss_shares"] == {}
+    assert not any(tag.startswith("loss_share/") for tag in tensorboard_tags(tmp_path / "run")["scalars"])
 
 
 def test_zero_weight_terms_are_not_logged(tmp_path, cache_dir):
