@@ -601,11 +601,16 @@ class Trainer:
         Under DDP each rank averages over its own batches, then the ranks' averages are averaged
         (equal batch counts: the average over all ranks' batches); with SyncBatchNorm the ranks
         already agree. The batches come from the current epoch's order without advancing the
-        run's place in the data.
+        run's place in the data (up to one epoch of batches).
         """
         if num_batches <= 0 or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                                        for m in self.model.modules()):
             return
+        if batches is None:
+            # The current epoch from its start: the run may have used up its last batch, and update_bn
+            # over no batch would leave the statistics reset (mean 0, variance 1).
+            sampler: Any = self.train_loader.sampler  # an EpochSampler (build_dataloader)
+            sampler.set_epoch(self.state.epoch, skip=0)
         source = batches if batches is not None else ((batch, 0.0) for batch in self.train_loader)
         inputs = (self._network_input(self._to_device(batch)[0]) for batch, _ in itertools.islice(source, num_batches))
         with torch.no_grad(), self._autocast():

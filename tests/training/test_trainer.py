@@ -203,6 +203,18 @@ def test_precise_bn_sets_statistics_from_the_final_weights_and_leaves_weights_al
         torch.testing.assert_close(var, norm.running_var, rtol=1e-4, atol=1e-5)
 
 
+def test_precise_bn_of_a_resumed_run_averages_the_batches_it_asks_for(tmp_path, cache_dir):
+    # 12 rooms, batch 2: 6 batches an epoch. Resumed at step 4 and ended at 6, the run has used up
+    # its epoch; precise BN must still average 6 batches (BatchNorm counts them), not the 2 left.
+    overrides = {"train.steps": 4, "train.checkpoint_every": 4, "train.precise_bn_batches": 6, "train.amp": "none"}
+    run_steps(load_config("base", tiny_overrides(tmp_path, cache_dir, **overrides)))
+    cfg = load_config(tmp_path / "run" / "config.yaml", [f"train.output_dir={tmp_path / 'run'}", "train.steps=6"])
+    trainer = Trainer(cfg, resume=True)
+    trainer.train()
+    assert int(trainer.model.encoder.bn1.num_batches_tracked) == 6
+    trainer.close()
+
+
 @pytest.mark.parametrize("emulated_only, expected", [(True, torch.float16), (False, torch.bfloat16)])
 def test_auto_amp_on_a_gpu_without_native_bf16_is_fp16(monkeypatch, emulated_only, expected):
     # A T4 / V100: torch reports bf16 "supported" only when emulation counts.
