@@ -221,3 +221,25 @@ def test_nyu_training_frames_lose_the_registration_border_evaluation_frames_keep
     assert build_raw_dataset(cfg.data, "test")[0]["depth"].shape == (480, 640)
     cfg = load_config("base", ["data.dataset=nyu", f"data.root={tmp_path}", "data.border_crop=false"])
     assert build_raw_dataset(cfg.data, "train")[0]["depth"].shape == (480, 640)
+
+
+def test_nyu_labeled_mat_holdout_keeps_its_scenes_whole(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    scenes = ["bedroom_0001", "bedroom_0001", "kitchen_0003", "kitchen_0003", "office_0002", "office_0002",
+              "study_0004", "study_0004"]
+    mat = tmp_path / "nyu_depth_v2_labeled.mat"
+    with h5py.File(mat, "w", userblock_size=512) as handle:  # v7.3: MATLAB's column-major arrays
+        handle["images"] = np.zeros((len(scenes), 3, 8, 6), np.uint8)
+        handle["depths"] = np.ones((len(scenes), 8, 6), np.float32)
+        # A MATLAB cell array of strings: a 1xN array of references to uint16 character columns.
+        refs = handle.create_dataset("scenes", (1, len(scenes)), dtype=h5py.ref_dtype)
+        for index, name in enumerate(scenes):
+            text = handle.create_dataset(f"#refs#/s{index}", data=np.array([[ord(c)] for c in name], np.uint16))
+            refs[0, index] = text.ref
+    scipy_io.savemat(str(tmp_path / "splits.mat"), {"trainNdxs": np.arange(1, 9)[:, None],
+                                                    "testNdxs": np.array([[1]])})
+    cfg = load_config("base", ["data.dataset=nyu", f"data.root={tmp_path}", "data.holdout_fraction=0.25"])
+    names = {role: [s["name"] for s in build_raw_dataset(cfg.data, role)] for role in ("train", "val")}
+    held = {scenes[int(name) - 1] for name in names["val"]}  # names are the 1-based frame numbers
+    kept = {scenes[int(name) - 1] for name in names["train"]}
+    assert len(names["val"]) == 2 and len(held) == 1 and not held & kept and len(names["train"]) == 6
