@@ -10,7 +10,7 @@ the depth cap and the min-depth mask apply there. docs/METRICS.md states the pro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -68,10 +68,12 @@ def evaluate_model(
     eval_cfg: DictConfig,
     device: Union[str, torch.device] = "cpu",
     edge_metrics: bool = True,
+    gt_sizes: Optional[Set[Tuple[int, int]]] = None,
 ) -> Dict[str, Any]:
     """Depth (and edge-region) metrics of ``model`` over ``loader`` at ground-truth resolution
     (metres, per-image mean). Under ``torch.distributed`` each rank passes its shard of the data
-    and every rank gets the metrics of all shards together."""
+    and every rank gets the metrics of all shards together. ``gt_sizes``, when given, collects
+    the (height, width) of every ground-truth frame evaluated here."""
     from edgedepth.training.data import normalize_torch
 
     accumulator = DepthMetricAccumulator(
@@ -89,6 +91,8 @@ def evaluate_model(
                                  "with train=False")
         pred = model(normalize_torch(batch["image"].to(device), spec)).float()
         for index, (gt, mask) in enumerate(zip(batch["gt_depth"], batch["gt_mask"])):
+            if gt_sizes is not None:
+                gt_sizes.add((int(gt.shape[0]), int(gt.shape[1])))
             accumulator.add(resize_prediction(pred[index], tuple(gt.shape)), gt.numpy(), mask.numpy())
     model.train(was_training)
     return merge_across_ranks(accumulator).compute()
@@ -138,13 +142,16 @@ def evaluate_checkpoint(
         dataset = torch.utils.data.Subset(dataset, range(min(len(dataset), int(cfg.eval.max_samples))))
     loader = build_dataloader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
                               num_workers=cfg.data.num_workers, seed=0)
-    metrics = evaluate_model(model, loader, spec, cfg.eval, edge_metrics=edge_metrics_apply(cfg))
+    sizes: Set[Tuple[int, int]] = set()
+    metrics = evaluate_model(model, loader, spec, cfg.eval, edge_metrics=edge_metrics_apply(cfg), gt_sizes=sizes)
+    protocol = dict(evaluation_protocol(cfg, spec, split), network_input=[spec.height, spec.width],
+                    gt_sizes=[list(size) for size in sorted(sizes)])
     return {
         "checkpoint": str(checkpoint),
         "split": split,
         "dataset": cfg.data.dataset,
         "num_samples": len(dataset),
-        "protocol": evaluation_protocol(cfg, spec, split),
+        "protocol": protocol,
         "metrics": metrics,
     }
 

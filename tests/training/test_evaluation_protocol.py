@@ -100,6 +100,7 @@ def test_depth_eval_json_states_the_protocol_and_evaluates_the_test_split_at_gt_
     assert protocol["split"] == "test" and protocol["split_source"] == "the official test split"
     assert protocol["crop"] == "eigen_nyu" and protocol["max_depth"] == 10.0 and protocol["min_depth"] == 0.1
     assert protocol["resolution"].startswith("ground truth")
+    assert protocol["gt_sizes"] == [[GT_H, GT_W]] and protocol["network_input"] == [NET, NET]
     assert result["metrics"]["num_valid"] == 3 * expected_stripes_metrics()[0]
 
 
