@@ -197,3 +197,17 @@ def test_missing_matplotlib_is_said_before_any_training(tmp_path, capsys, monkey
     assert ablate_main(["--configs", "baseline", "--output-dir", str(tmp_path / "out")]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("depth-ablate:")]
     assert len(lines) == 1 and "matplotlib" in lines[0] and "--no-plots" in lines[0]
+
+
+def test_the_study_script_names_shipped_configs_and_is_valid_bash():
+    import re
+    import subprocess
+
+    from edgedepth.training.config import shipped_config_names
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "loss_study.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    named = {name for line in re.findall(r"--configs ([\w ]+?) (?:--|\\)", script.read_text())
+             for name in line.split()}
+    assert {"baseline", "grad_a", "grad_a_norm", "baseline_norm", "rezero", "gelu"} <= named
+    assert named <= set(shipped_config_names())
