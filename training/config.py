@@ -157,7 +157,7 @@ class EvalConfig:
     batch_size: int = option(8, range=(1, None), help="images per evaluation batch")
     crop: str = option("none", choices=CROPS, help="standard crop: eigen_nyu (NYU), garg_kitti / eigen_kitti")
     alignment: str = option("none", choices=ALIGNMENTS, help="align prediction to GT before metrics")
-    max_samples: int = option(0, range=(0, None), help="validation samples evaluated during training (0 = all)")
+    max_samples: int = option(0, range=(0, None), help="validation samples evaluated, evenly spaced (0 = all)")
 
 
 @dataclass

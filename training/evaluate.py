@@ -36,6 +36,16 @@ def edge_metrics_apply(cfg: DictConfig) -> bool:
     return str(cfg.data.dataset) not in SPARSE_DATASETS
 
 
+def limit_samples(dataset: Any, max_samples: int) -> Any:
+    """At most ``max_samples`` evenly spaced samples of ``dataset`` (0 = all). Evenly spaced, not
+    the first ones: a held-out split is ordered by scene, and its first frames are one scene."""
+    from edgedepth.media import evenly_spaced
+
+    if not max_samples or max_samples >= len(dataset):
+        return dataset
+    return torch.utils.data.Subset(dataset, evenly_spaced(len(dataset), int(max_samples)))
+
+
 def evaluation_protocol(cfg: DictConfig, spec: ModelSpec, split: str) -> Dict[str, Any]:
     """What :func:`evaluate_model` computes, for the output JSON (docs/METRICS.md explains each field)."""
     from edgedepth.training.data.factory import split_role, uses_holdout
@@ -138,8 +148,7 @@ def evaluate_checkpoint(
     cfg = load_config(config, overrides, base=stored.get("config") or None)
     split = evaluation_split(cfg, split)
     dataset = build_dataset(cfg.data, split, spec=spec, train=False)
-    if cfg.eval.max_samples:
-        dataset = torch.utils.data.Subset(dataset, range(min(len(dataset), int(cfg.eval.max_samples))))
+    dataset = limit_samples(dataset, int(cfg.eval.max_samples))
     loader = build_dataloader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
                               num_workers=cfg.data.num_workers, seed=0)
     sizes: Set[Tuple[int, int]] = set()

@@ -40,7 +40,7 @@ from edgedepth.spec import ModelSpec
 from edgedepth.training.checkpoint import read_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from edgedepth.training.config import config_to_dict, save_config, spec_from_config
 from edgedepth.training.data import build_dataloader, build_dataset, normalize_torch
-from edgedepth.training.evaluate import edge_metrics_apply, evaluate_model, make_image_grid
+from edgedepth.training.evaluate import edge_metrics_apply, evaluate_model, limit_samples, make_image_grid
 from edgedepth.training.losses import DepthLoss
 from edgedepth.training.model import create_model
 from edgedepth.training.model.state_dict import state_dict_mismatch
@@ -287,9 +287,8 @@ class Trainer:
         (this rank's shard, in order). ``role`` is ``train`` or ``val``, never the test split."""
         train = role == "train"
         dataset: Any = build_dataset(self.cfg.data, role, spec=self.spec, train=train, seed=self.cfg.train.seed)
-        if not train and self.cfg.eval.max_samples:
-            count = min(len(dataset), int(self.cfg.eval.max_samples))
-            dataset = torch.utils.data.Subset(dataset, range(count))
+        if not train:
+            dataset = limit_samples(dataset, int(self.cfg.eval.max_samples))
         batch = self.cfg.train.batch_size if train else self.cfg.eval.batch_size
         return build_dataloader(
             dataset,

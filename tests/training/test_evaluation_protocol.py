@@ -244,3 +244,12 @@ def test_nyu_labeled_mat_holdout_keeps_its_scenes_whole(tmp_path):
     held = {scenes[int(name) - 1] for name in names["val"]}  # names are the 1-based frame numbers
     kept = {scenes[int(name) - 1] for name in names["train"]}
     assert len(names["val"]) == 2 and len(held) == 1 and not held & kept and len(names["train"]) == 6
+
+
+def test_eval_max_samples_spreads_over_the_held_out_scenes_instead_of_taking_the_first():
+    from edgedepth.training.evaluate import limit_samples
+
+    frames = [f"scene{i // 5}/{i % 5}" for i in range(20)]  # a holdout is ordered scene by scene
+    limited = limit_samples(frames, 4)
+    assert {limited[i].split("/")[0] for i in range(len(limited))} == {"scene0", "scene1", "scene2", "scene3"}
+    assert limit_samples(frames, 0) is frames and limit_samples(frames, 50) is frames
