@@ -170,6 +170,29 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, devic
     return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, weight_decay=weight_decay, **options)
 
 
+def upgrade_optimizer_state(state: Dict[str, Any], model: torch.nn.Module, weight_decay: float) -> Dict[str, Any]:
+    """A checkpoint's one-group AdamW state (written before :func:`parameter_groups`) as the two
+    groups :func:`make_optimizer` builds now, every parameter keeping its moments; other states
+    are returned as they are (load_state_dict then names any mismatch)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if len(state["param_groups"]) != 1 or len(state["param_groups"][0]["params"]) != len(params):
+        return state
+    old_group = state["param_groups"][0]
+    old_index = {id(p): index for p, index in zip(params, old_group["params"])}
+    groups: List[Dict[str, Any]] = []
+    moments: Dict[int, Any] = {}
+    index = 0  # the new state numbers the parameters group after group
+    for group in parameter_groups(model, weight_decay):
+        indices = []
+        for parameter in group["params"]:
+            if old_index[id(parameter)] in state["state"]:
+                moments[index] = state["state"][old_index[id(parameter)]]
+            indices.append(index)
+            index += 1
+        groups.append(dict(old_group, params=indices, weight_decay=group["weight_decay"]))
+    return {"state": moments, "param_groups": groups}
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> LRScheduler:
     """Linear warm-up from ``lr / warmup_steps`` to ``lr`` over ``warmup_steps``, then cosine decay
     to 0 at ``total_steps``: torch's ``SequentialLR(LinearLR, CosineAnnealingLR)``."""
@@ -320,8 +343,8 @@ class Trainer:
                 "with the config.yaml the run was started with (model.* and data.height/width unchanged)"
             )
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
         cfg = self.cfg.train
+        self.optimizer.load_state_dict(upgrade_optimizer_state(ckpt["optimizer"], self.model, cfg.weight_decay))
         self.scheduler = resume_scheduler(self.optimizer, cfg.warmup_steps, cfg.steps, cfg.lr,
                                           int(ckpt["scheduler"]["last_epoch"]))
         self.scaler.load_state_dict(ckpt["scaler"])

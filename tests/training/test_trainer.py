@@ -246,6 +246,24 @@ def test_no_weight_decay_on_norms_biases_and_rezero_alphas():
     assert not torch.equal(after["encoder.conv1.weight"], before["encoder.conv1.weight"])
 
 
+def test_a_one_group_optimizer_state_of_an_older_checkpoint_resumes_into_the_two_groups():
+    from edgedepth.spec import ModelSpec
+    from edgedepth.training.model import create_model
+    from edgedepth.training.trainer import upgrade_optimizer_state
+
+    torch.manual_seed(0)
+    model = create_model(ModelSpec(height=32, width=32), pretrained="none")
+    old = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)  # what depth-train used to build
+    model(torch.randn(2, 3, 32, 32)).mean().backward()
+    old.step()
+    new = make_optimizer(model, 1e-3, 1e-4, torch.device("cpu"))
+    new.load_state_dict(upgrade_optimizer_state(old.state_dict(), model, 1e-4))
+    assert [g["weight_decay"] for g in new.param_groups] == [1e-4, 0.0]
+    for parameter in model.parameters():  # every parameter keeps its own moments
+        assert torch.equal(new.state[parameter]["exp_avg"], old.state[parameter]["exp_avg"])
+        assert torch.equal(new.state[parameter]["exp_avg_sq"], old.state[parameter]["exp_avg_sq"])
+
+
 def sgd_run(make, steps: int):
     """An SGD optimizer on one parameter (lr 1) and the scheduler ``make`` builds, after ``steps`` steps."""
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
