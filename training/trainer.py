@@ -364,7 +364,10 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temp_files()
             save_config(self.cfg, self.run_dir / "config.yaml")
-            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.step or None)
+            # A checkpoint at step N is saved after step N was logged: a resumed run drops only what a
+            # killed run logged after its checkpoint (steps > N), which the resumed run logs again.
+            self.writer = SummaryWriter(str(self.run_dir / "tb"),
+                                        purge_step=self.state.step + 1 if self.state.step else None)
         batches = self.batches()
         progress = tqdm(total=cfg.steps, initial=self.state.step, disable=not self.dist.is_main, desc="train",
                         dynamic_ncols=True)

@@ -118,8 +118,7 @@ def test_an_unfinished_run_resumes_from_its_checkpoint(tmp_path):
     assert ablate_main(argv) == 0
     again = json.loads((run / "result.json").read_text())
     assert again["resumed"] is True and again["metrics"] == pytest.approx(first["metrics"])
-    # The resumed trainer saw no step: the shares come from the run's TensorBoard events (steps 1-3
-    # of 4: the resumed writer's purge_step=4 drops the checkpoint step's own event).
+    # The resumed trainer saw no step: the shares come from the run's TensorBoard events (steps 1-4).
     assert again["loss_shares"] == pytest.approx(first["loss_shares"], abs=0.03)
     assert again["loss_shares"]["grad"] == 0.0 and sum(again["loss_shares"].values()) == pytest.approx(1.0)
     data = json.loads((out / "ablation.json").read_text())

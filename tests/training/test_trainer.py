@@ -215,6 +215,21 @@ def test_precise_bn_of_a_resumed_run_averages_the_batches_it_asks_for(tmp_path, 
     trainer.close()
 
 
+def test_a_resumed_run_keeps_every_logged_step_once(tmp_path, cache_dir):
+    """Stopped at its step-2 checkpoint and resumed to 4: TensorBoard holds the loss of steps 1-4,
+    each once (a purge from the checkpoint step itself lost step 2's events)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_steps(load_config("base", tiny_overrides(tmp_path, cache_dir, **{"train.steps": 2, "train.amp": "none"})))
+    cfg = load_config(tmp_path / "run" / "config.yaml", [f"train.output_dir={tmp_path / 'run'}", "train.steps=4"])
+    trainer = Trainer(cfg, resume=True)
+    trainer.train()
+    trainer.close()
+    events = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [event.step for event in events.Scalars("loss/total")] == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("emulated_only, expected", [(True, torch.float16), (False, torch.bfloat16)])
 def test_auto_amp_on_a_gpu_without_native_bf16_is_fp16(monkeypatch, emulated_only, expected):
     # A T4 / V100: torch reports bf16 "supported" only when emulation counts.
