@@ -82,3 +82,5 @@ def test_kitti_config_data_section_builds_at_its_own_size(tmp_path):
     assert train["image"].shape == (3, 256, 832) and train["mask"].all()
     test = build_dataset(cfg.data, "test", spec=spec_from_config(cfg))[0]
     assert test["gt_depth"].shape == (375, 1242) and float(test["gt_depth"].max()) == 10.0
+    # Sparse LiDAR gives the Sobel term no valid 3x3 neighbourhoods: KITTI trains without it.
+    assert cfg.loss.gradient_weight == 0.0 and cfg.loss.ssi_weight > 0 and cfg.loss.silog_weight > 0
