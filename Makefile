@@ -53,7 +53,7 @@ lint: $(STAMP)
 	PY=$(PY) bash scripts/typecheck.sh
 
 test-gpu: $(STAMP)
-	EDGEDEPTH_REQUIRE_GPU=1 $(PY) -m pytest -q -rs $(GPU_TESTS)
+	EDGEDEPTH_REQUIRE_GPU=1 $(PY) -m pytest -q -rsP $(GPU_TESTS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -587,3 +587,76 @@ def test_two_process_gloo_shards_data_and_validation_averages_logs_writes_once_a
     assert rank0.keys() == rank1.keys() and len(rank0) > 100
     assert all(torch.allclose(rank0[k].float(), rank1[k].float(), rtol=1e-5, atol=1e-6) for k in rank0)
     assert all(torch.equal(rank0[k], saved[k]) for k in rank0), "rank 0 wrote the checkpoint"
+
+
+# ----------------------------------------------------------------------------- on a CUDA GPU
+# `make test-gpu` runs these (marker torch_cuda); here they skip with the reason. They print the
+# figures the GPU check reports: the AMP mode auto chose, the step time, the resume.
+
+
+@pytest.mark.torch_cuda
+def test_cuda_training_with_auto_amp_is_killed_and_resumes_on_the_gpu(tmp_path, cache_dir):
+    """A CUDA run with train.amp=auto, SIGKILLed after a checkpoint, resumes on the GPU from its CUDA
+    checkpoint (RNG state and all) and trains on with finite losses."""
+    from edgedepth.training.trainer import select_amp_dtype
+
+    overrides = tiny_overrides(tmp_path, cache_dir, **{
+        "data.height": 96, "data.width": 128, "data.synthetic.num_train": 64, "train.batch_size": 8,
+        "train.steps": 5000, "train.checkpoint_every": 25, "train.image_every": 10000, "train.eval_every": 10000,
+        "train.device": "cuda", "train.amp": "auto",
+    })
+    cmd = [sys.executable, "-m", "edgedepth.training.cli", "--config", "baseline", *overrides]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if last.exists() and read_checkpoint(last)["train_state"]["step"] >= 50:
+                break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        _, stderr = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"depth-train ended by itself before the kill: {stderr[-2000:]}"
+    assert last.exists(), f"no checkpoint before the kill; depth-train said: {stderr[-2000:]}"
+    killed_at = read_checkpoint(last)["train_state"]["step"]
+    resumed = [f"train.output_dir={tmp_path / 'run'}", f"train.steps={killed_at + 100}"]
+    trainer = Trainer(load_config(tmp_path / "run" / "config.yaml", resumed), resume=True)
+    assert trainer.device.type == "cuda" and trainer.state.step == killed_at
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    trainer.train()
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    trainer.close()
+    assert read_checkpoint(last)["train_state"]["step"] == killed_at + 100
+    assert trainer.state.nonfinite_total == 0
+    amp = select_amp_dtype("auto", torch.device("cuda", 0))
+    print(f"GPU check: {torch.cuda.get_device_name(0)}; train.amp=auto chose {amp}; killed at step {killed_at}, "
+          f"resumed on cuda to {killed_at + 100}: {1000 * seconds / 100:.1f} ms/step at 96x128 batch 8 "
+          "(evaluation, precise BN and saving included)")
+
+
+@pytest.mark.torch_cuda
+@pytest.mark.slow
+def test_two_process_nccl_training_agrees_across_ranks(tmp_path, cache_dir):
+    """The 2-process test of above on two GPUs with NCCL: the run ends, and both ranks hold rank 0's
+    checkpointed weights (DDP and the averaged precise-BN statistics kept them equal)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip(f"needs 2 CUDA devices for NCCL (this machine has {torch.cuda.device_count()})")
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_WORKER)
+    overrides = tiny_overrides(tmp_path, cache_dir, **{
+        "train.device": "cuda", "train.amp": "auto", "train.sync_bn": True, "train.checkpoint_every": 2,
+        "train.eval_every": 2, "train.precise_bn_batches": 2, "data.synthetic.num_val": 5,
+    })
+    overrides = [item for item in overrides if not item.startswith(("train.output_dir=", "train.steps="))]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+           str(worker), str(tmp_path), *overrides]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True, map_location="cpu")
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True, map_location="cpu")
+    assert rank0.keys() == rank1.keys()
+    assert all(torch.allclose(rank0[k].float(), rank1[k].float(), rtol=1e-4, atol=1e-5) for k in rank0)
+    print("GPU check: 2-process NCCL training with sync_bn and resume ended, ranks agree")
