@@ -34,7 +34,7 @@ from edgedepth.errors import UsageError
 from edgedepth.io import check_outputs, check_writable_folder, same_file, write_json_atomic
 from edgedepth.native import IMPLEMENTATIONS as PREPROCESS_CHOICES
 from edgedepth.native import preprocessor
-from edgedepth.runtime.align import ALIGN_MODES, SparseAlignment
+from edgedepth.runtime.align import ALIGN_MODES, SparseAlignment, SparseSource
 from edgedepth.runtime.backend import (
     BACKEND_CHOICES,
     BACKEND_SUFFIXES,
@@ -342,7 +342,7 @@ def sparse_depth_reader(args: argparse.Namespace) -> Optional[SparseDepthReader]
 
 
 def depth_stages(args: argparse.Namespace, camera: DepthCamera,
-                 sparse: Optional[SparseDepthReader] = None) -> List[DepthStage]:
+                 sparse: Optional[SparseSource] = None) -> List[DepthStage]:
     """The depth stages of this run, in order (edgedepth.runtime.pipeline.DepthStage): the focal
     rescale first, so later stages see metric depth for the user's camera; then the fit to sparse
     depth (which sets the metric scale itself); the temporal filter last, on the final depth, so

@@ -26,8 +26,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgedepth.camera import CameraCalibration, parse_intrinsics
-from edgedepth.cli import configure_logging, positive_int, run_command
+from edgedepth.cli import configure_logging, positive_float, positive_int, run_command
 from edgedepth.errors import SourceError, UsageError
+from edgedepth.runtime.align import ALIGN_MODES
 from edgedepth.runtime.backend import open_backend
 from edgedepth.runtime.cli import (
     add_backend_arguments,
@@ -50,6 +51,7 @@ from edgedepth.runtime.points import back_project, colour_at_depth_size
 from edgedepth.runtime.record import FrameClock
 from edgedepth.runtime.ros_messages import CAMERA_INFO, IMAGE, POINT_CLOUD2, Topics, fill_message, frame_messages
 from edgedepth.runtime.sources import Frame, Source, open_source
+from edgedepth.runtime.sparse import to_depth_grid
 
 LOG = logging.getLogger("edgedepth.runtime.ros2")
 #: Image encodings --image-topic takes -> channels.
@@ -94,6 +96,61 @@ def image_to_bgr(encoding: str, height: int, width: int, step: int, data: bytes)
     if encoding == "mono8":
         return np.repeat(pixels, 3, axis=2)
     return np.ascontiguousarray(pixels[:, :, ::-1] if encoding == "rgb8" else pixels)
+
+
+#: Encodings of a sparse depth sensor_msgs/Image and their scale to metres: 16-bit millimetres (REP 118's
+#: 16UC1, as depth_image_proc and most ToF/LiDAR-projection nodes publish; mono16 alike) or 32FC1 metres.
+SPARSE_ENCODINGS: Dict[str, Tuple[str, float]] = {"16UC1": ("u2", 1e-3), "mono16": ("u2", 1e-3), "32FC1": ("f4", 1.0)}
+#: Default --sparse-max-age: a 10 Hz LiDAR's period; older points describe a scene the robot has left.
+DEFAULT_SPARSE_MAX_AGE_S = 0.1
+
+
+def sparse_image_to_metres(encoding: str, height: int, width: int, step: int, data: bytes,
+                           is_bigendian: bool = False) -> np.ndarray:
+    """A sparse depth sensor_msgs/Image as H x W float32 metres, 0 = no measurement (0, NaN and
+    negative values of the message all mean none)."""
+    kind = SPARSE_ENCODINGS.get(encoding)
+    if kind is None:
+        raise SourceError(f"sparse depth encoding {encoding!r} is not supported: publish 16UC1 (millimetres) or "
+                          "32FC1 (metres), 0 where there is no measurement")
+    dtype = np.dtype(kind[0]).newbyteorder(">" if is_bigendian else "<")
+    if step < width * dtype.itemsize or len(data) < step * height:
+        raise SourceError(f"a {width}x{height} {encoding} sparse depth image holds {len(data)} bytes with step "
+                          f"{step}: expected step >= {width * dtype.itemsize} and {step * height} bytes")
+    rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)
+    values = rows[:, : width * dtype.itemsize].copy().view(dtype).reshape(height, width)
+    metres = values.astype(np.float32) * np.float32(kind[1])
+    metres[~np.isfinite(metres) | (metres < 0)] = 0.0
+    return metres
+
+
+class TopicSparseDepth:
+    """Sparse metric depth from a sensor_msgs/Image topic, for the alignment stage
+    (edgedepth.runtime.align.SparseSource): a frame gets the newest message received within
+    ``max_age_s`` of the frame's own capture (both on the receiving clock, so a sensor and a camera
+    whose stamps come from different clocks still pair); older points describe a scene the robot has
+    moved through, so such a frame is not aligned (with --temporal the filtered scale holds)."""
+
+    def __init__(self, topic: str, max_age_s: float = DEFAULT_SPARSE_MAX_AGE_S) -> None:
+        self.topic = topic
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._latest: Optional[Tuple[Any, float]] = None
+
+    def on_image(self, message: Any) -> None:
+        """Subscription callback: keep the newest message (converted when a frame asks for it)."""
+        with self._lock:
+            self._latest = (message, time.perf_counter())
+
+    def read(self, frame: Frame, depth_shape: Tuple[int, int]) -> Optional[np.ndarray]:
+        with self._lock:
+            latest = self._latest
+        if latest is None or abs(frame.captured_at - latest[1]) > self.max_age_s:
+            return None
+        message = latest[0]
+        metres = sparse_image_to_metres(message.encoding, message.height, message.width, message.step,
+                                        bytes(message.data), bool(message.is_bigendian))
+        return to_depth_grid(metres, depth_shape, frame.image.shape[:2], f"sparse depth on {self.topic}")
 
 
 def calibration_from_camera_info(message: Any, topic: str) -> CameraCalibration:
@@ -225,12 +282,19 @@ def ros2_parser() -> argparse.ArgumentParser:
     add_topic_arguments(parser.add_argument)
     parser.add_argument("--points-stride", type=positive_int, default=1,
                         help="points: every N-th pixel of every N-th row (a lighter PointCloud2)")
+    parser.add_argument("--sparse-depth-topic",
+                        help="align each frame to sparse metric depth from this sensor_msgs/Image topic (16UC1 mm or "
+                             "32FC1 m, 0 = none, projected into the camera image): LiDAR, ToF, stereo points")
+    parser.add_argument("--sparse-max-age", type=positive_float, default=DEFAULT_SPARSE_MAX_AGE_S, metavar="S",
+                        help="use a sparse message only for frames captured within S seconds of its arrival "
+                             f"(default {DEFAULT_SPARSE_MAX_AGE_S:g}: a 10 Hz LiDAR)")
+    parser.add_argument("--align", choices=ALIGN_MODES, default="scale_shift",
+                        help="--sparse-depth-topic fit, in inverse depth with outlier rejection (default scale_shift)")
     add_temporal_argument(parser.add_argument)
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
-    # No --sparse-depth on the node: a robot's sparse depth arrives on a topic, not in a folder
-    # matched by frame index (edgedepth.runtime.align.SparseSource is where a topic would plug in).
-    parser.set_defaults(streams=None, preprocess="python", sparse_depth=None, align="scale_shift")
+    # The node reads sparse depth from a topic, not from depth-run's --sparse-depth folder.
+    parser.set_defaults(streams=None, preprocess="python", sparse_depth=None)
     return parser
 
 
@@ -270,8 +334,9 @@ def _node(args: argparse.Namespace, ros_args: List[str]) -> int:
         frame_id = str(node.declare_parameter("frame_id", args.frame_id).value)
         if args.camera_info_topic is not None:
             calibration = wait_for_camera_info(node, args.camera_info_topic, args.frame_timeout)
+        sparse = _subscribe_sparse_depth(args, node)
         with _open_source(args, node) as source:
-            return _publish(args, node, source, calibration, frame_id)
+            return _publish(args, node, source, calibration, frame_id, sparse)
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -291,14 +356,27 @@ def _open_source(args: argparse.Namespace, node: Any) -> Source:
     return source
 
 
-def _publish(args: argparse.Namespace, node: Any, source: Source, calibration: Any, frame_id: str) -> int:
+def _subscribe_sparse_depth(args: argparse.Namespace, node: Any) -> Optional[TopicSparseDepth]:
+    if args.sparse_depth_topic is None:
+        return None
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    sparse = TopicSparseDepth(args.sparse_depth_topic, args.sparse_max_age)
+    node.create_subscription(Image, args.sparse_depth_topic, sparse.on_image, qos_profile_sensor_data)
+    return sparse
+
+
+def _publish(args: argparse.Namespace, node: Any, source: Source, calibration: Any, frame_id: str,
+             sparse: Optional[TopicSparseDepth] = None) -> int:
     with open_backend(args.model, args.backend, **planned_backend_options(args, inference_plan(args, source))) \
             as backend:
         camera = depth_camera(args.model, backend, calibration, "depth-ros2 (camera_info, points)")
         clock = source if isinstance(source, TopicSource) else FrameClock(live=source.live, fps=source.fps)
         publisher = Ros2Publisher(node, Topics(args.topic_prefix), frame_id, camera, clock, args.points_stride)
         options = PipelineOptions(max_frames=args.max_frames, progress_every_s=0 if args.quiet else 5.0)
-        pipeline = DepthPipeline(source, backend, Outputs(frame_sinks=[publisher]), options, depth_stages(args, camera))
+        pipeline = DepthPipeline(source, backend, Outputs(frame_sinks=[publisher]), options,
+                                 depth_stages(args, camera, sparse))
         LOG.info("publishing on %s/{depth,image,camera_info,points}", Topics(args.topic_prefix).prefix)
         with stop_between_frames(pipeline):
             result = pipeline.run()

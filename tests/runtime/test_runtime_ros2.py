@@ -18,9 +18,12 @@ from edgedepth.runtime.record import FrameClock
 from edgedepth.runtime.ros2 import (
     Ros2Publisher,
     TopicSource,
+    TopicSparseDepth,
     calibration_from_camera_info,
     image_to_bgr,
     main,
+    ros2_parser,
+    sparse_image_to_metres,
     split_ros_args,
 )
 from edgedepth.runtime.ros_messages import Topics
@@ -73,6 +76,56 @@ def test_an_image_topic_source_keeps_the_newest_image_and_its_stamp():
     assert later is not None and later.index == 1 and later.image[0, 0, 0] == 3
     source.close()
     assert source.read() is None
+
+
+def test_sparse_depth_messages_become_metres_with_none_where_nothing_was_measured():
+    mm = np.array([[0, 1500, 65535], [250, 0, 4000]], dtype="<u2")
+    padded = np.concatenate([mm.view(np.uint8), np.full((2, 2), 9, np.uint8)], axis=1).tobytes()
+    np.testing.assert_allclose(sparse_image_to_metres("16UC1", 2, 3, 8, padded),
+                               [[0.0, 1.5, 65.535], [0.25, 0.0, 4.0]], rtol=1e-6)
+    big = mm.astype(">u2").tobytes()  # is_bigendian = 1: the same millimetres
+    np.testing.assert_allclose(sparse_image_to_metres("16UC1", 2, 3, 6, big, is_bigendian=True),
+                               sparse_image_to_metres("16UC1", 2, 3, 8, padded))
+    metres = np.array([[np.nan, 2.5, -1.0], [0.0, np.inf, 7.25]], dtype="<f4")
+    np.testing.assert_array_equal(sparse_image_to_metres("32FC1", 2, 3, 12, metres.tobytes()),
+                                  [[0.0, 2.5, 0.0], [0.0, 0.0, 7.25]])
+    with pytest.raises(SourceError, match="'rgb8' is not supported"):
+        sparse_image_to_metres("rgb8", 2, 3, 9, bytes(18))
+    with pytest.raises(SourceError, match="expected step >= 6"):
+        sparse_image_to_metres("16UC1", 2, 3, 6, bytes(10))
+
+
+def _sparse_message(metres: np.ndarray) -> Any:
+    return types.SimpleNamespace(encoding="32FC1", height=metres.shape[0], width=metres.shape[1],
+                                 step=4 * metres.shape[1], is_bigendian=0, data=metres.astype("<f4").tobytes())
+
+
+def test_a_sparse_topic_aligns_only_frames_captured_near_its_newest_message():
+    """The newest message serves frames captured within max_age of its arrival, mapped onto the depth
+    grid like a --sparse-depth file of the camera's aspect; a frame long after it gets none."""
+    sparse = TopicSparseDepth("/lidar/depth", max_age_s=0.5)
+    image = np.zeros((120, 160, 3), np.uint8)
+    assert sparse.read(Frame(0, image, time.perf_counter(), 0.0), (60, 80)) is None  # nothing received yet
+    points = np.zeros((120, 160), np.float32)
+    points[10, 20], points[100, 150] = 2.0, 5.0
+    sparse.on_image(_sparse_message(points))
+    grid = sparse.read(Frame(1, image, time.perf_counter(), 0.0), (60, 80))
+    assert grid is not None and grid.shape == (60, 80) and np.count_nonzero(grid) == 2
+    assert grid[5, 10] == 2.0 and grid[50, 75] == 5.0
+    assert sparse.read(Frame(2, image, time.perf_counter() + 2.0, 0.0), (60, 80)) is None  # stale for this frame
+
+
+def test_the_node_builds_the_alignment_stage_from_its_sparse_topic(tiny_model):
+    from edgedepth.runtime.align import SparseAlignment
+    from edgedepth.runtime.cli import depth_stages
+    from edgedepth.runtime.temporal import TemporalDepthFilter
+
+    args = ros2_parser().parse_args(["--model", str(tiny_model.path), "--image-topic", "/cam/image",
+                                     "--sparse-depth-topic", "/lidar/depth", "--align", "scale", "--temporal", "0.3"])
+    assert args.sparse_max_age == pytest.approx(0.1)
+    stages = depth_stages(args, DepthCamera(tiny_model.spec), TopicSparseDepth(args.sparse_depth_topic))
+    assert [type(stage) for stage in stages] == [SparseAlignment, TemporalDepthFilter]
+    assert stages[0].mode == "scale"
 
 
 def test_a_camera_info_message_gives_the_calibration_at_its_size():
