@@ -36,6 +36,11 @@ FIELDS = ("fx", "fy", "cx", "cy", "width", "height")
 ASPECT_TOLERANCE = 0.01
 
 
+def same_aspect(width: float, height: float, other_width: float, other_height: float) -> bool:
+    """True when two image sizes have one aspect ratio (within ASPECT_TOLERANCE: an odd size's rounding)."""
+    return abs((width / height) / (other_width / other_height) - 1.0) <= ASPECT_TOLERANCE
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -86,7 +91,7 @@ class PinholeIntrinsics:
 
     def same_aspect(self, width: int, height: int) -> bool:
         """True when a ``width`` x ``height`` image has this image's aspect ratio (within 1%)."""
-        return abs((width / height) / (self.width / self.height) - 1.0) <= ASPECT_TOLERANCE
+        return same_aspect(width, height, self.width, self.height)
 
     def describe(self) -> str:
         return (f"fx={self.fx:.6g} fy={self.fy:.6g} cx={self.cx:.6g} cy={self.cy:.6g} at "

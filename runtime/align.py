@@ -36,7 +36,7 @@ import collections
 import math
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Deque, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
@@ -280,11 +280,11 @@ class SparseAlignment:
             return fit
         scale = math.exp(filtered)
         if fit.model == "identity":  # too few points this frame: the filter's scale carries over
-            return _replace(fit, model="held", scale=scale, shift=0.0)
+            return replace(fit, model="held", scale=scale, shift=0.0)
         if fit.model == "scale":
-            return _replace(fit, scale=scale)
+            return replace(fit, scale=scale)
         # The least-squares shift over the same inliers, under the filtered scale.
-        return _replace(fit, scale=scale, shift=fit.shift + (1.0 / fit.scale - 1.0 / scale) * fit.shift_slope)
+        return replace(fit, scale=scale, shift=fit.shift + (1.0 / fit.scale - 1.0 / scale) * fit.shift_slope)
 
     def _record(self, frame: Frame, fit: AlignmentFit, raw_scale: float) -> None:
         self.models[fit.model] += 1
@@ -321,10 +321,6 @@ class SparseAlignment:
 def _reason_kind(reason: str) -> str:
     """A fallback reason without its numbers, to count alike reasons together."""
     return re.sub(r"[0-9.]+%?", "N", reason)
-
-
-def _replace(fit: AlignmentFit, **changes: Any) -> AlignmentFit:
-    return AlignmentFit(**{**asdict(fit), **changes})
 
 
 def distribution(values: List[float]) -> Dict[str, Optional[float]]:

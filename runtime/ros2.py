@@ -136,6 +136,8 @@ class TopicSparseDepth:
         self.max_age_s = max_age_s
         self._lock = threading.Lock()
         self._latest: Optional[Tuple[Any, float]] = None
+        # The last conversion: a 30 Hz camera asks for a 10 Hz scan's grid three times.
+        self._grid: Optional[Tuple[Any, Tuple[int, ...], np.ndarray]] = None
 
     def on_image(self, message: Any) -> None:
         """Subscription callback: keep the newest message (converted when a frame asks for it)."""
@@ -147,10 +149,13 @@ class TopicSparseDepth:
             latest = self._latest
         if latest is None or abs(frame.captured_at - latest[1]) > self.max_age_s:
             return None
-        message = latest[0]
-        metres = sparse_image_to_metres(message.encoding, message.height, message.width, message.step,
-                                        bytes(message.data), bool(message.is_bigendian))
-        return to_depth_grid(metres, depth_shape, frame.image.shape[:2], f"sparse depth on {self.topic}")
+        message, key = latest[0], (*depth_shape, *frame.image.shape[:2])
+        if self._grid is None or self._grid[0] is not message or self._grid[1] != key:
+            metres = sparse_image_to_metres(message.encoding, message.height, message.width, message.step,
+                                            bytes(message.data), bool(message.is_bigendian))
+            grid = to_depth_grid(metres, depth_shape, frame.image.shape[:2], f"sparse depth on {self.topic}")
+            self._grid = (message, key, grid)
+        return self._grid[2]
 
 
 def calibration_from_camera_info(message: Any, topic: str) -> CameraCalibration:
@@ -294,7 +299,7 @@ def ros2_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
     # The node reads sparse depth from a topic, not from depth-run's --sparse-depth folder.
-    parser.set_defaults(streams=None, preprocess="python", sparse_depth=None)
+    parser.set_defaults(streams=None)
     return parser
 
 
@@ -369,12 +374,13 @@ def _subscribe_sparse_depth(args: argparse.Namespace, node: Any) -> Optional[Top
 
 def _publish(args: argparse.Namespace, node: Any, source: Source, calibration: Any, frame_id: str,
              sparse: Optional[TopicSparseDepth] = None) -> int:
-    with open_backend(args.model, args.backend, **planned_backend_options(args, inference_plan(args, source))) \
-            as backend:
+    plan = inference_plan(args, source)  # frames at once and threads each, as depth-run plans them
+    with open_backend(args.model, args.backend, **planned_backend_options(args, plan)) as backend:
         camera = depth_camera(args.model, backend, calibration, "depth-ros2 (camera_info, points)")
         clock = source if isinstance(source, TopicSource) else FrameClock(live=source.live, fps=source.fps)
         publisher = Ros2Publisher(node, Topics(args.topic_prefix), frame_id, camera, clock, args.points_stride)
-        options = PipelineOptions(max_frames=args.max_frames, progress_every_s=0 if args.quiet else 5.0)
+        options = PipelineOptions(max_frames=args.max_frames, progress_every_s=0 if args.quiet else 5.0,
+                                  streams=plan.streams)
         pipeline = DepthPipeline(source, backend, Outputs(frame_sinks=[publisher]), options,
                                  depth_stages(args, camera, sparse))
         LOG.info("publishing on %s/{depth,image,camera_info,points}", Topics(args.topic_prefix).prefix)

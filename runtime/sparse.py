@@ -27,6 +27,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from edgedepth.camera import same_aspect
 from edgedepth.errors import DataError, UsageError
 from edgedepth.preprocess import import_cv2
 from edgedepth.runtime.sinks import PNG_DEPTH_SCALE
@@ -34,8 +35,6 @@ from edgedepth.runtime.sources.base import Frame
 
 SPARSE_SUFFIXES = (".png", ".npy")
 MATCH_MODES = ("name", "index")
-#: Relative aspect-ratio difference still taken as "the same view" (rounding of an odd size).
-ASPECT_TOLERANCE = 0.01
 #: depth-run prefixes image names with the position when looping over a folder (``000012_x``).
 _LOOP_PREFIX = re.compile(r"^\d{6}_(.+)$")
 
@@ -150,7 +149,7 @@ def to_depth_grid(sparse: np.ndarray, depth_shape: Tuple[int, int], image_shape:
     camera sees there (the others are behind it, seen by a sensor mounted elsewhere)."""
     if sparse.shape == tuple(depth_shape):
         return sparse
-    if not _same_aspect(sparse.shape, image_shape):
+    if not same_aspect(sparse.shape[1], sparse.shape[0], image_shape[1], image_shape[0]):
         raise DataError(
             f"{source} is {sparse.shape[1]}x{sparse.shape[0]} but the depth is {depth_shape[1]}x{depth_shape[0]} "
             f"and the camera image {image_shape[1]}x{image_shape[0]}: expected the depth's size or the image's "
@@ -166,11 +165,6 @@ def to_depth_grid(sparse: np.ndarray, depth_shape: Tuple[int, int], image_shape:
     np.minimum.at(grid, (target_rows, target_cols), sparse[rows, cols])
     grid[np.isinf(grid)] = 0.0
     return grid
-
-
-def _same_aspect(shape: Tuple[int, ...], image_shape: Tuple[int, ...]) -> bool:
-    aspect, image_aspect = shape[1] / shape[0], image_shape[1] / image_shape[0]
-    return abs(aspect / image_aspect - 1.0) <= ASPECT_TOLERANCE
 
 
 #: Sampling patterns of :func:`simulate_sparse`.

@@ -112,7 +112,8 @@ def test_a_sparse_topic_aligns_only_frames_captured_near_its_newest_message():
     grid = sparse.read(Frame(1, image, time.perf_counter(), 0.0), (60, 80))
     assert grid is not None and grid.shape == (60, 80) and np.count_nonzero(grid) == 2
     assert grid[5, 10] == 2.0 and grid[50, 75] == 5.0
-    assert sparse.read(Frame(2, image, time.perf_counter() + 2.0, 0.0), (60, 80)) is None  # stale for this frame
+    assert sparse.read(Frame(2, image, time.perf_counter(), 0.0), (60, 80)) is grid  # one scan converted once
+    assert sparse.read(Frame(3, image, time.perf_counter() + 2.0, 0.0), (60, 80)) is None  # stale for this frame
 
 
 def test_the_node_builds_the_alignment_stage_from_its_sparse_topic(tiny_model):
