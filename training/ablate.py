@@ -203,11 +203,9 @@ def read_scalars(run_dir: Path) -> Dict[str, Tuple[List[int], List[float]]]:
 
 
 def share_tag(scalars: Mapping[str, Any], term: str) -> Optional[str]:
-    """The TensorBoard tag of a term's share: ``loss_share/<term>`` (the trainer's), else the raw key."""
-    for tag in (f"loss_share/{term}", f"loss/share/{term}"):
-        if tag in scalars:
-            return tag
-    return None
+    """The TensorBoard tag of a term's share (the trainer logs ``loss_share/<term>``), None when absent."""
+    tag = f"loss_share/{term}"
+    return tag if tag in scalars else None
 
 
 def shares_from_events(run_dir: Path) -> Dict[str, float]:

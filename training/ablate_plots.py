@@ -134,27 +134,23 @@ def predict_scene(run_dir: Path, index: int = 0) -> Dict[str, np.ndarray]:
     The run's own config (``config.yaml``) and ``last.pt``; the prediction is resized to the
     ground truth's size when they differ (bilinear, as depth-eval does).
     """
-    import cv2
     import torch
 
     from edgedepth.training.checkpoint import load_checkpoint
     from edgedepth.training.config import load_config
     from edgedepth.training.data import build_dataset, normalize_torch
-    from edgedepth.training.evaluate import evaluation_split
+    from edgedepth.training.evaluate import evaluation_split, resize_prediction
     from edgedepth.training.trainer import CHECKPOINT_DIR, LAST_CHECKPOINT
 
     cfg = load_config(run_dir / "config.yaml")
     model, spec = load_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT)
     sample = build_dataset(cfg.data, evaluation_split(cfg), spec=spec, train=False)[index]
     model.eval()
+    # Evaluation samples carry the ground truth at its own resolution, where depth-eval scores.
+    gt = np.squeeze(sample["gt_depth"].numpy())
+    valid = np.squeeze(sample["gt_mask"].numpy()).astype(bool)
     with torch.no_grad():  # the image is at the network's size, as evaluate_model feeds it
-        pred = model(normalize_torch(sample["image"][None], spec)).float()[0, 0].numpy()
-    # Evaluation samples carry the ground truth at its own resolution (gt_depth / gt_mask), where
-    # depth-eval scores; the network-size depth / mask are the fallback.
-    gt = np.squeeze(sample.get("gt_depth", sample["depth"]).numpy())
-    valid = np.squeeze(sample.get("gt_mask", sample["mask"]).numpy()).astype(bool)
-    if pred.shape != gt.shape:
-        pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+        pred = resize_prediction(model(normalize_torch(sample["image"][None], spec)).float()[0], gt.shape)
     rgb = sample["image"].permute(1, 2, 0).numpy().astype(np.uint8)
     return {"rgb": rgb, "gt": gt, "valid": valid, "pred": pred,
             "min_depth": np.float32(spec.min_depth), "max_depth": np.float32(spec.max_depth)}

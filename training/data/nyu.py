@@ -38,6 +38,7 @@ from edgedepth.training.data.base import (
     read_list_file,
     require_samples,
 )
+from edgedepth.training.data.intrinsics import NYU_BORDER_CROP
 
 LABELED_MAT = "nyu_depth_v2_labeled.mat"
 SPLITS_MAT = "splits.mat"
@@ -46,8 +47,10 @@ SPLIT_VARIABLES = {"train": "trainNdxs", "test": "testNdxs"}
 H5_PATTERN = "root/<split>/**/*.h5 (FastDepth layout) or root/" + LABELED_MAT
 #: FastDepth names the folder of the official test frames ``val``.
 H5_TEST_FOLDERS = ("test", "val")
-#: (top, bottom, left, right) of the training border crop, as fractions of 480x640 (BTS's box).
-BORDER_CROP = (Fraction(45, 480), Fraction(472, 480), Fraction(43, 640), Fraction(608, 640))
+#: (top, bottom, left, right) of the training border crop, as fractions of 480x640: BTS's box, defined once
+#: with the camera it crops (intrinsics.NYU_BORDER_CROP, which stays importable without torch).
+_LEFT, _TOP, _WIDTH, _HEIGHT = NYU_BORDER_CROP
+BORDER_CROP = (Fraction(_TOP, 480), Fraction(_TOP + _HEIGHT, 480), Fraction(_LEFT, 640), Fraction(_LEFT + _WIDTH, 640))
 LOGGER = logging.getLogger(__name__)
 
 
