@@ -347,6 +347,7 @@ class DepthLoss(nn.Module):
 
     running_mean: Tensor
     normalize_steps: Tensor
+    active_index: Tensor
 
     def __init__(self, **options: Any) -> None:
         super().__init__()
@@ -368,6 +369,10 @@ class DepthLoss(nn.Module):
         # Registered whatever ``normalize`` is, so every DepthLoss has the same state_dict keys.
         self.register_buffer("running_mean", torch.zeros(len(TERMS)))
         self.register_buffer("normalize_steps", torch.zeros((), dtype=torch.long))
+        # Positions of the active terms in running_mean: built once and moved with the module, not a
+        # host-to-device copy per step.
+        self.register_buffer("active_index", torch.tensor([TERMS.index(name) for name in self.active_terms]),
+                             persistent=False)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "DepthLoss":
@@ -399,9 +404,12 @@ class DepthLoss(nn.Module):
             values["grad"], per_scale = self.grad(pred, target, valid_mask)
             values.update({f"grad/{key}": value for key, value in per_scale.items()})
         active = self.active_terms
-        scales = self._normalizers(torch.stack([values[name] for name in active]), active)
         # At least one term: check_loss_weights refuses all-zero weights.
-        parts = [self.weights[name] * values[name] / scale for name, scale in zip(active, scales)]
+        if self.normalize == "none":
+            parts = [self.weights[name] * values[name] for name in active]
+        else:
+            scales = self._normalizers(torch.stack([values[name] for name in active]))
+            parts = [self.weights[name] * values[name] / scale for name, scale in zip(active, scales)]
         total = sum(parts[1:], parts[0])
         # The shares are read-outs: detached, and 0 rather than NaN for an all-zero total.
         denominator = total.detach().abs().clamp_min(1e-12)
@@ -411,11 +419,9 @@ class DepthLoss(nn.Module):
         floats = torch.stack([v.detach().float() for v in values.values()]).tolist()
         return total, dict(zip(values.keys(), floats))
 
-    def _normalizers(self, current: Tensor, active: List[str]) -> List[Tensor]:
-        """What each active term is divided by: 1, or its running mean (updated first in training)."""
-        if self.normalize == "none":
-            return [current.new_ones(()) for _ in active]
-        index = torch.tensor([TERMS.index(name) for name in active], device=current.device)
+    def _normalizers(self, current: Tensor) -> List[Tensor]:
+        """What each active term is divided by under running_mean: its running mean (updated first in training)."""
+        index = self.active_index
         current = current.detach().float()
         if self.training:
             # Tensor operations only (no ``if`` on a value): no device sync per step.
