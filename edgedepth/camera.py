@@ -23,6 +23,7 @@ pinhole back-projection of it; use a rectified image (``image_rect``) where the 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,9 @@ def same_aspect(width: float, height: float, other_width: float, other_height: f
     return abs((width / height) / (other_width / other_height) - 1.0) <= ASPECT_TOLERANCE
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_number(value: Any) -> bool:
+    """A real number as a file or a config holds it (int, float, numpy scalar), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class PinholeIntrinsics:
             keys = sorted(data) if isinstance(data, Mapping) else type(data).__name__
             raise SpecError(f"{where} is {keys!r:.80}, expected an object with exactly {list(FIELDS)}; "
                             "the file carrying it is corrupt or hand-edited: re-export it")
-        wrong = [name for name in FIELDS if not _is_number(data[name])]
+        wrong = [name for name in FIELDS if not is_number(data[name])]
         wrong += [name for name in ("width", "height") if not isinstance(data[name], int)]
         if wrong:
             raise SpecError(f"{where} field {wrong[0]} is {data[wrong[0]]!r:.40}, expected a number (width and "
@@ -119,7 +121,7 @@ class PinholeIntrinsics:
 
 def _problem(camera: PinholeIntrinsics) -> Optional[str]:
     values = (camera.fx, camera.fy, camera.cx, camera.cy)
-    if not all(_is_number(v) and math.isfinite(v) for v in values):
+    if not all(is_number(v) and math.isfinite(v) for v in values):
         return "fx, fy, cx, cy must be finite numbers"
     if camera.fx <= 0 or camera.fy <= 0:
         return "focal lengths fx and fy must be > 0 pixels"
@@ -147,6 +149,11 @@ class CameraCalibration:
     size: Optional[Tuple[int, int]]
     #: Where they came from, for messages.
     origin: str
+
+    def __post_init__(self) -> None:
+        # Every way in (a file, fx,fy,cx,cy, a CameraInfo topic) meets this one check, so a NaN or
+        # a zero focal length is refused here rather than on the first frame.
+        _check_values((self.fx, self.fy, self.cx, self.cy), self.origin)
 
     def at_size(self, width: int, height: int) -> PinholeIntrinsics:
         """The intrinsics of a ``width`` x ``height`` frame: the calibration itself, or scaled from a
@@ -177,7 +184,6 @@ def parse_intrinsics(text: str) -> CameraCalibration:
         except ValueError:
             values = []
         if values:
-            _check_values(values, text)
             return CameraCalibration(values[0], values[1], values[2], values[3], size=None, origin=text)
     raise UsageError(
         f"--intrinsics {text!r} is neither a file nor fx,fy,cx,cy: give four numbers in pixels at the camera's "
@@ -186,7 +192,7 @@ def parse_intrinsics(text: str) -> CameraCalibration:
 
 
 def _check_values(values: Sequence[float], origin: str) -> None:
-    if not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
+    if not all(is_number(v) and math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
         raise UsageError(f"--intrinsics {origin}: fx={values[0]}, fy={values[1]}, cx={values[2]}, cy={values[3]} "
                          "are not a camera: fx and fy must be > 0 and all four finite (pixels)")
 
@@ -211,7 +217,6 @@ def read_intrinsics(path: Path) -> CameraCalibration:
         raise UsageError(f"--intrinsics {path} is not YAML ({problem:.120}); give an OpenCV or ROS camera_info "
                          "calibration file") from exc
     values, size = _calibration_fields(data, path)
-    _check_values(values, str(path))
     return CameraCalibration(values[0], values[1], values[2], values[3], size=size, origin=str(path))
 
 
@@ -223,7 +228,7 @@ def _calibration_fields(data: Any, path: Path) -> Tuple[List[float], Tuple[int, 
         flat, size = matrix.get("data"), (data.get("image_width"), data.get("image_height"))
     else:  # an echoed CameraInfo (ROS 2 lower-case k, ROS 1 upper-case K)
         flat, size = data.get("k", data.get("K")), (data.get("width"), data.get("height"))
-    if not (isinstance(flat, list) and len(flat) == 9 and all(_is_number(v) for v in flat)
+    if not (isinstance(flat, list) and len(flat) == 9 and all(is_number(v) for v in flat)
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
         raise UsageError(
             f"--intrinsics {path} is not a camera calibration: expected camera_matrix (rows 3, cols 3, data of 9 "

@@ -10,11 +10,10 @@ import dataclasses
 import hashlib
 import json
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-from edgedepth.camera import PinholeIntrinsics
+from edgedepth.camera import PinholeIntrinsics, is_number
 from edgedepth.errors import SpecError
 
 #: Key under which the spec is stored in ONNX ``metadata_props`` (value: JSON of ``to_dict``).
@@ -69,19 +68,15 @@ _TEXT_FIELDS = ("color_order", "input_name", "output_name", "layout", "output_un
 _MAPPING_FIELDS = ("arch_options", "provenance")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _wrong_field(spec: Any) -> Optional[Tuple[str, str]]:
     """``(field, what it should be)`` for the first field of the wrong type, else None."""
     for name in ("min_depth", "max_depth"):
-        if not _is_number(getattr(spec, name)):
+        if not is_number(getattr(spec, name)):
             return name, "a number"
     for name in ("mean", "std"):
         value = getattr(spec, name)
         values = [] if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable) else list(value)
-        if len(values) != 3 or not all(_is_number(v) for v in values):
+        if len(values) != 3 or not all(is_number(v) for v in values):
             return name, "a list of 3 numbers"
     wrong = [(name, "a string") for name in _TEXT_FIELDS if not isinstance(getattr(spec, name), str)]
     wrong += [(name, "a JSON object") for name in _MAPPING_FIELDS if not isinstance(getattr(spec, name), Mapping)]

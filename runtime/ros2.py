@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -161,7 +162,8 @@ class TopicSparseDepth:
 def calibration_from_camera_info(message: Any, topic: str) -> CameraCalibration:
     """A sensor_msgs/CameraInfo as the calibration ``--intrinsics`` would give (K and its image size)."""
     k = [float(value) for value in message.k]
-    if len(k) != 9 or k[0] <= 0 or k[4] <= 0 or message.width < 1 or message.height < 1:
+    if len(k) != 9 or not all(map(math.isfinite, k)) or k[0] <= 0 or k[4] <= 0 or message.width < 1 \
+            or message.height < 1:
         raise UsageError(f"the CameraInfo on {topic} holds no camera (k={k}, {message.width}x{message.height}): "
                          "the camera driver has no calibration loaded; give --intrinsics FILE instead")
     return CameraCalibration(k[0], k[4], k[2], k[5], size=(int(message.width), int(message.height)), origin=topic)

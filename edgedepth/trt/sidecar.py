@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from edgedepth import __version__
+from edgedepth.camera import is_number
 from edgedepth.errors import DeviceError, ExportError, SpecError
 from edgedepth.io import write_json_atomic
 from edgedepth.spec import ModelSpec
@@ -166,15 +166,15 @@ _REQUIRED: Any = object()
 _REBUILD = "rebuild the engine with `depth-export engine`"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+def _is_finite_number(value: Any) -> bool:
+    return is_number(value) and math.isfinite(value)
 
 
 _ANY: Kind = (lambda value: True, "anything")
 _TEXT: Kind = (lambda value: isinstance(value, str), "a string")
 _OPTIONAL_TEXT: Kind = (lambda value: value is None or isinstance(value, str), "a string or null")
-_NUMBER: Kind = (_is_number, "a number")
-_OPTIONAL_NUMBER: Kind = (lambda value: value is None or _is_number(value), "a number or null")
+_NUMBER: Kind = (_is_finite_number, "a number")
+_OPTIONAL_NUMBER: Kind = (lambda value: value is None or _is_finite_number(value), "a number or null")
 _OPTIONAL_INDEX: Kind = (lambda value: value is None or (isinstance(value, int) and not isinstance(value, bool)),
                          "a whole number or null")
 _FLAG: Kind = (lambda value: isinstance(value, bool), "true or false")

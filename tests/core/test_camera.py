@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedepth.camera import CameraCalibration, PinholeIntrinsics, parse_intrinsics
+from edgedepth.camera import CameraCalibration, PinholeIntrinsics, is_number, parse_intrinsics
 from edgedepth.errors import SpecError, UsageError
 from edgedepth.spec import ModelSpec
 
@@ -164,3 +164,18 @@ def test_a_hand_edited_camera_in_a_spec_is_one_spec_error(change, message):
     with pytest.raises(SpecError, match=message) as info:
         ModelSpec.from_json(json.dumps(data))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("values", [(float("nan"), 600.0, 320.0, 240.0), (600.0, 600.0, float("inf"), 240.0),
+                                    (0.0, 600.0, 320.0, 240.0)])
+def test_a_calibration_that_is_no_camera_is_refused_however_it_was_made(values):
+    # A file, fx,fy,cx,cy and a CameraInfo topic all build a CameraCalibration: the check is there.
+    with pytest.raises(UsageError, match="not a camera"):
+        CameraCalibration(*values, size=(640, 480), origin="cam.yaml")
+
+
+def test_numpy_numbers_are_numbers_in_a_camera_and_a_spec():
+    # A spec or calibration written from numpy values (np.float32 focal lengths) reads back.
+    data = {"fx": np.float32(600.0), "fy": np.float64(600.0), "cx": 319.5, "cy": 239.5, "width": 640, "height": 480}
+    assert PinholeIntrinsics.from_dict(data).fx == 600.0
+    assert not is_number(True) and is_number(np.float32(1.5)) and is_number(3)

@@ -136,6 +136,10 @@ def test_a_camera_info_message_gives_the_calibration_at_its_size():
     uncalibrated = types.SimpleNamespace(k=[0.0] * 9, width=640, height=480)  # a driver without a calibration file
     with pytest.raises(UsageError, match="no calibration loaded"):
         calibration_from_camera_info(uncalibrated, "/cam/camera_info")
+    corrupt = types.SimpleNamespace(k=[600.0, 0.0, float("nan"), 0.0, 610.0, 239.5, 0.0, 0.0, 1.0], width=640,
+                                    height=480)  # refused here, not on the first frame's back-projection
+    with pytest.raises(UsageError, match="no calibration loaded"):
+        calibration_from_camera_info(corrupt, "/cam/camera_info")
 
 
 def test_two_sources_of_the_camera_are_a_usage_error(tiny_model, capsys):
