@@ -46,7 +46,7 @@ from edgedepth.runtime.backend import (
 from edgedepth.runtime.bench import benchmark_backend, environment, frames_from_source, make_batches, synthetic_frames
 from edgedepth.runtime.focal import DepthCamera, FocalRescale, no_training_camera
 from edgedepth.runtime.pipeline import DepthPipeline, DepthStage, Outputs, PipelineError, PipelineOptions, RunResult
-from edgedepth.runtime.points import PointsWriter
+from edgedepth.runtime.points import FrameClouds, PointsWriter
 from edgedepth.runtime.record import DEFAULT_FRAME_ID, FrameClock, McapRecorder
 from edgedepth.runtime.ros_messages import Topics
 from edgedepth.runtime.sinks import DEPTH_FORMATS, DepthWriter, VideoSink, WindowSink, display_decision, probe_window
@@ -309,13 +309,12 @@ def _make_outputs(args: argparse.Namespace, source: Source, camera: DepthCamera)
                                   fourcc=_fourcc_for(args.output))
     if args.save_depth:
         outputs.depth = DepthWriter(args.save_depth, args.depth_format)
+    clouds = FrameClouds(camera, args.points_stride)  # one back-projection per frame for both sinks
     if args.save_points:
-        outputs.frame_sinks.append(PointsWriter(args.save_points, camera, args.points_stride,
-                                                colour=not args.no_points_color))
+        outputs.frame_sinks.append(PointsWriter(args.save_points, clouds, colour=not args.no_points_color))
     if args.record:
         clock = FrameClock(live=source.live, fps=source.fps)
-        outputs.frame_sinks.append(McapRecorder(args.record, camera, clock, Topics(args.topic_prefix), args.frame_id,
-                                                args.points_stride))
+        outputs.frame_sinks.append(McapRecorder(args.record, clouds, clock, Topics(args.topic_prefix), args.frame_id))
     return outputs
 
 

@@ -5,9 +5,13 @@ in float32 in that order of operations (the native kernel's, native/src/kernels_
 the camera's optical frame: x right, y down, z forward, metres (ROS REP 103's ``*_optical_frame``).
 Pixels without depth (<= 0, NaN, inf) give no point. ``--points-stride N`` keeps every N-th pixel
 of every N-th row, starting at (0, 0).
+
+:class:`FrameClouds` back-projects each frame once for every sink that writes it (``--save-points``,
+``--record`` and the ROS 2 publisher share one).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -65,25 +69,59 @@ def encode_ply(points: np.ndarray, colours: Optional[np.ndarray] = None) -> byte
     return header.encode("ascii") + vertices.tobytes()
 
 
+@dataclass(frozen=True)
+class FrameCloud:
+    """One frame's depth image as a point cloud, with what the sinks write beside it."""
+
+    #: The depth image's pinhole camera.
+    camera: PinholeIntrinsics
+    #: N x 3 float32 points (:func:`back_project`).
+    points: np.ndarray
+    #: The ``depth[::stride, ::stride]`` grid of the pixels the points come from.
+    valid: np.ndarray
+    #: The BGR frame at the depth image's size (:func:`colour_at_depth_size`), every pixel.
+    colour: np.ndarray
+
+
+class FrameClouds:
+    """Each frame's :class:`FrameCloud` at ``stride``, computed once however many sinks ask for it.
+
+    The sinks run one after another on the render thread with the same ``(frame, depth)``; the
+    last frame's cloud is kept (and only it: a cloud is megabytes)."""
+
+    def __init__(self, camera: DepthCamera, stride: int = 1) -> None:
+        self.camera = camera
+        self.stride = int(stride)
+        self._last: Optional[Tuple[Frame, np.ndarray, FrameCloud]] = None
+
+    def __call__(self, frame: Frame, depth: np.ndarray) -> FrameCloud:
+        if self._last is not None and self._last[0] is frame and self._last[1] is depth:
+            return self._last[2]
+        camera = self.camera.for_frame(frame, depth)
+        points, valid = back_project(depth, camera, self.stride)
+        cloud = FrameCloud(camera, points, valid, colour_at_depth_size(frame.image, depth))
+        self._last = (frame, depth, cloud)
+        return cloud
+
+
 class PointsWriter:
     """``--save-points DIR``: one PLY per frame, ``DIR/<name>.ply`` (the ``--save-depth`` name)."""
 
-    def __init__(self, directory: str, camera: DepthCamera, stride: int = 1, colour: bool = True) -> None:
+    def __init__(self, directory: str, clouds: FrameClouds, colour: bool = True) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.camera = camera
-        self.stride = int(stride)
+        self.clouds = clouds
         self.colour = colour
         self.written = 0
 
     def write(self, frame: Frame, depth: np.ndarray) -> Path:
-        points, valid = back_project(depth, self.camera.for_frame(frame, depth), self.stride)
+        cloud = self.clouds(frame, depth)
         colours = None
         if self.colour:
-            bgr = colour_at_depth_size(frame.image, depth)[::self.stride, ::self.stride]
-            colours = bgr[valid][:, ::-1]
+            stride = self.clouds.stride
+            colours = cloud.colour[::stride, ::stride][cloud.valid][:, ::-1]
         path = self.directory / f"{frame.name}.ply"
-        write_bytes_atomic(path, encode_ply(points, colours))  # an OSError names ``path``
+        write_bytes_atomic(path, encode_ply(cloud.points, colours))  # an OSError names ``path``
         self.written += 1
         return path
 

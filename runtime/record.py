@@ -23,8 +23,7 @@ import numpy as np
 
 from edgedepth.errors import EdgeDepthError
 from edgedepth.io import atomic_path
-from edgedepth.runtime.focal import DepthCamera
-from edgedepth.runtime.points import back_project, colour_at_depth_size
+from edgedepth.runtime.points import FrameClouds
 from edgedepth.runtime.ros_messages import DEFINITIONS, Topics, frame_messages
 from edgedepth.runtime.sources import Frame
 
@@ -71,11 +70,10 @@ def mcap_message_counts(path: Path) -> Dict[str, int]:
 class McapRecorder:
     """The ``--record`` sink; ``write(frame, depth)`` records one frame on every topic."""
 
-    def __init__(self, path: str, camera: DepthCamera, clock: FrameClock, topics: Optional[Topics] = None,
-                 frame_id: str = DEFAULT_FRAME_ID, points_stride: int = 1) -> None:
+    def __init__(self, path: str, clouds: FrameClouds, clock: FrameClock, topics: Optional[Topics] = None,
+                 frame_id: str = DEFAULT_FRAME_ID) -> None:
         self.path = Path(path)
-        self.points_stride = int(points_stride)
-        self.camera = camera
+        self.clouds = clouds
         self.clock = clock
         self.topics = topics or Topics()
         self.frame_id = frame_id
@@ -113,11 +111,9 @@ class McapRecorder:
             raise
 
     def _write(self, frame: Frame, depth: np.ndarray) -> None:
-        camera = self.camera.for_frame(frame, depth)
-        points, _ = back_project(depth, camera, self.points_stride)
+        cloud = self.clouds(frame, depth)
         stamp = self.clock.stamp_ns(frame)
-        messages = frame_messages(self.topics, stamp, self.frame_id, depth, colour_at_depth_size(frame.image, depth),
-                                  camera, points)
+        messages = frame_messages(self.topics, stamp, self.frame_id, depth, cloud.colour, cloud.camera, cloud.points)
         types = self.topics.types()
         for topic, message in messages.items():
             self._writer.write_message(topic, self._schemas[types[topic]], message, log_time=stamp,

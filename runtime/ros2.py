@@ -46,9 +46,8 @@ from edgedepth.runtime.cli import (
     source_options,
     stop_between_frames,
 )
-from edgedepth.runtime.focal import DepthCamera
 from edgedepth.runtime.pipeline import DepthPipeline, Outputs, PipelineOptions
-from edgedepth.runtime.points import back_project, colour_at_depth_size
+from edgedepth.runtime.points import FrameClouds
 from edgedepth.runtime.record import FrameClock
 from edgedepth.runtime.ros_messages import CAMERA_INFO, IMAGE, POINT_CLOUD2, Topics, fill_message, frame_messages
 from edgedepth.runtime.sources import Frame, Source, open_source
@@ -249,22 +248,19 @@ class TopicSource(Source):
 class Ros2Publisher:
     """A frame sink publishing each frame's messages with rclpy."""
 
-    def __init__(self, node: Any, topics: Topics, frame_id: str, camera: DepthCamera, clock: Any,
-                 points_stride: int = 1) -> None:
+    def __init__(self, node: Any, topics: Topics, frame_id: str, clouds: FrameClouds, clock: Any) -> None:
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-        self.points_stride = int(points_stride)
-        self.topics, self.frame_id, self.camera, self.clock = topics, frame_id, camera, clock
+        self.topics, self.frame_id, self.clouds, self.clock = topics, frame_id, clouds, clock
         classes = {IMAGE: Image, CAMERA_INFO: CameraInfo, POINT_CLOUD2: PointCloud2}
         self._publishers = {topic: (classes[kind], node.create_publisher(classes[kind], topic, 10))
                             for topic, kind in topics.types().items()}
         self.published = 0
 
     def write(self, frame: Frame, depth: np.ndarray) -> None:
-        camera = self.camera.for_frame(frame, depth)
-        points, _ = back_project(depth, camera, self.points_stride)
-        messages = frame_messages(self.topics, self.clock.stamp_ns(frame), self.frame_id, depth,
-                                  colour_at_depth_size(frame.image, depth), camera, points)
+        cloud = self.clouds(frame, depth)
+        messages = frame_messages(self.topics, self.clock.stamp_ns(frame), self.frame_id, depth, cloud.colour,
+                                  cloud.camera, cloud.points)
         for topic, fields in messages.items():
             kind, publisher = self._publishers[topic]
             publisher.publish(fill_message(kind(), fields))
@@ -380,7 +376,8 @@ def _publish(args: argparse.Namespace, node: Any, source: Source, calibration: A
     with open_backend(args.model, args.backend, **planned_backend_options(args, plan)) as backend:
         camera = depth_camera(args.model, backend, calibration, "depth-ros2 (camera_info, points)")
         clock = source if isinstance(source, TopicSource) else FrameClock(live=source.live, fps=source.fps)
-        publisher = Ros2Publisher(node, Topics(args.topic_prefix), frame_id, camera, clock, args.points_stride)
+        publisher = Ros2Publisher(node, Topics(args.topic_prefix), frame_id, FrameClouds(camera, args.points_stride),
+                                  clock)
         options = PipelineOptions(max_frames=args.max_frames, progress_every_s=0 if args.quiet else 5.0,
                                   streams=plan.streams)
         pipeline = DepthPipeline(source, backend, Outputs(frame_sinks=[publisher]), options,

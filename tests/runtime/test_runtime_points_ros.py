@@ -14,7 +14,7 @@ from test_runtime_robots import image_folder, read_mcap, read_ply
 from edgedepth.camera import CameraCalibration, PinholeIntrinsics
 from edgedepth.errors import UsageError
 from edgedepth.runtime.focal import DepthCamera
-from edgedepth.runtime.points import PointsWriter, back_project, encode_ply
+from edgedepth.runtime.points import FrameClouds, PointsWriter, back_project, encode_ply
 from edgedepth.runtime.record import FrameClock, McapRecorder, mcap_message_counts
 from edgedepth.runtime.ros_messages import (
     DEFINITIONS,
@@ -78,7 +78,7 @@ def test_native_point_cloud_agrees_with_the_python_back_projection():
 
 def test_a_ply_holds_the_points_and_colours_a_reader_gets_back(tmp_path):
     camera = DepthCamera(ModelSpec(height=64, width=96, intrinsics=CAMERA))
-    writer = PointsWriter(str(tmp_path / "pts"), camera, stride=2)
+    writer = PointsWriter(str(tmp_path / "pts"), FrameClouds(camera, stride=2))
     frame = _frame(7, 96, 64)
     path = writer.write(frame, _depth())
     assert path == tmp_path / "pts" / "000007.ply"
@@ -179,7 +179,7 @@ def test_a_recording_on_a_full_disk_fails_and_leaves_the_old_file():
     with small_disk(256) as disk:
         target = disk / "run.mcap"
         target.write_bytes(b"the previous recording")
-        recorder = McapRecorder(str(target), camera, FrameClock(live=False))
+        recorder = McapRecorder(str(target), FrameClouds(camera), FrameClock(live=False))
         with pytest.raises(OSError) as info:
             for index in range(200):
                 recorder.write(_frame(index, 96, 64), _depth(index))
@@ -194,8 +194,8 @@ def test_a_recording_on_a_full_disk_fails_and_leaves_the_old_file():
 def test_a_finished_recording_counts_one_message_per_topic_per_frame(tmp_path):
     camera = DepthCamera(ModelSpec(height=64, width=96, intrinsics=CAMERA),
                          CameraCalibration(100.0, 120.0, 80.0, 48.0, size=None, origin="test"))
-    recorder = McapRecorder(str(tmp_path / "r.mcap"), camera, FrameClock(live=False), Topics("/robot"), "cam",
-                            points_stride=2)
+    recorder = McapRecorder(str(tmp_path / "r.mcap"), FrameClouds(camera, stride=2), FrameClock(live=False),
+                            Topics("/robot"), "cam")
     for index in range(3):
         recorder.write(_frame(index), _depth(index))
     assert not (tmp_path / "r.mcap").exists()  # only a temporary file until close
@@ -230,3 +230,26 @@ def test_a_stop_signal_finishes_a_recording_with_every_processed_frame(tiny_mode
     assert {topic: len(messages) for topic, messages in read_mcap(record).items()} == {
         topic: processed for topic in Topics().types()}
     assert leftovers(tmp_path) == []
+
+
+def test_the_point_sinks_share_one_back_projection_per_frame(tmp_path, monkeypatch):
+    # --save-points and --record on one run: each frame is back-projected once, and both files
+    # hold the same points.
+    import edgedepth.runtime.points as points_module
+
+    calls = []
+    original = points_module.back_project
+    monkeypatch.setattr(points_module, "back_project", lambda *a, **k: calls.append(1) or original(*a, **k))
+    clouds = FrameClouds(DepthCamera(ModelSpec(height=64, width=96, intrinsics=CAMERA)), stride=2)
+    writer = PointsWriter(str(tmp_path / "pts"), clouds)
+    recorder = McapRecorder(str(tmp_path / "r.mcap"), clouds, FrameClock(live=False))
+    for index in range(3):
+        frame, depth = _frame(index, 96, 64), _depth(index)
+        writer.write(frame, depth)
+        recorder.write(frame, depth)
+    recorder.close()
+    assert len(calls) == 3
+    recorded = read_mcap(tmp_path / "r.mcap")["/edgedepth/points"][2][1]
+    ply = read_ply(tmp_path / "pts" / "000002.ply")
+    assert np.array_equal(np.frombuffer(bytes(recorded.data), "<f4").reshape(-1, 3),
+                          np.stack([ply[name] for name in "xyz"], 1))

@@ -14,6 +14,7 @@ import pytest
 from edgedepth.camera import PinholeIntrinsics
 from edgedepth.errors import SourceError, UsageError
 from edgedepth.runtime.focal import DepthCamera
+from edgedepth.runtime.points import FrameClouds
 from edgedepth.runtime.record import FrameClock
 from edgedepth.runtime.ros2 import (
     Ros2Publisher,
@@ -189,7 +190,7 @@ class FakeNode:
 def test_the_node_publishes_each_frame_on_every_topic_with_one_header(fake_sensor_msgs):
     node = FakeNode()
     camera = DepthCamera(ModelSpec(height=64, width=96, intrinsics=CAMERA))
-    publisher = Ros2Publisher(node, Topics("/robot"), "cam_optical", camera, FrameClock(live=True))
+    publisher = Ros2Publisher(node, Topics("/robot"), "cam_optical", FrameClouds(camera), FrameClock(live=True))
     depth = np.full((64, 96), 2.5, np.float32)
     depth[0, 0] = 0.0
     publisher.write(Frame(0, np.zeros((128, 192, 3), np.uint8), time.perf_counter(), 0.0), depth)
