@@ -51,6 +51,10 @@ HIGHER_IS_BETTER = frozenset({"d1", "d2", "d3", "edge_d1", "boundary_precision",
 LOSS_TERMS = ("ssi", "silog", "grad")
 RESULT_FILE = "result.json"
 CONFIDENCE = 0.95
+#: The validation curve that tells whether the budget was long enough, and where it is read
+#: (fractions of the run): a curve still falling over the last fifth says train longer.
+CONVERGENCE_TAG = "val/abs_rel"
+CONVERGENCE_AT = (0.6, 0.8, 1.0)
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,47 @@ def shares_from_events(run_dir: Path) -> Dict[str, float]:
     return shares
 
 
+def convergence(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Per config, :data:`CONVERGENCE_TAG` (mean over seeds) at the logged steps nearest
+    :data:`CONVERGENCE_AT` of the last step every seed logged, and its relative change over the
+    last of those intervals; configs without the curve are left out."""
+    curves: Dict[str, List[Dict[int, float]]] = {}
+    for row in rows:
+        steps_values = read_scalars(Path(row["run_dir"])).get(CONVERGENCE_TAG)
+        if steps_values:
+            curves.setdefault(row["config"], []).append(dict(zip(*steps_values)))
+    out = []
+    for config, seeds in curves.items():
+        common = sorted(set.intersection(*(set(curve) for curve in seeds)))
+        if not common:
+            continue
+        # The earlier points from the steps before the last, so the last change is never 0 by construction.
+        earlier = common[:-1] or common
+        steps = [common[-1] if fraction == 1.0 else min(earlier, key=lambda step: abs(step - fraction * common[-1]))
+                 for fraction in CONVERGENCE_AT]
+        means = [sum(curve[step] for curve in seeds) / len(seeds) for step in steps]
+        change = (means[-1] - means[-2]) / means[-2] if means[-2] else None
+        out.append({"config": config, "n": len(seeds), "steps": steps, "values": means, "last_change": change})
+    return out
+
+
+def convergence_markdown(entries: Sequence[Mapping[str, Any]]) -> List[str]:
+    """The ``ablation.md`` section of :func:`convergence`."""
+    if not entries:
+        return []
+    lines = ["## Convergence", "",
+             f"`{CONVERGENCE_TAG}` during training (the trainer's validation; mean over seeds) at "
+             f"{', '.join(f'{round(100 * f)}%' for f in CONVERGENCE_AT)} of the steps, and its relative change "
+             "over the last interval: a curve still falling there says the budget is short.", "",
+             "| config | n | " + " | ".join(f"step {step}" for step in entries[0]["steps"]) + " | last change |",
+             "|" + "---|" * (len(CONVERGENCE_AT) + 3)]
+    for entry in entries:
+        change = "-" if entry["last_change"] is None else f"{100 * entry['last_change']:+.1f}%"
+        lines.append(f"| {entry['config']} | {entry['n']} | " + " | ".join(_fmt(v) for v in entry["values"])
+                     + f" | {change} |")
+    return lines + [""]
+
+
 # ----------------------------------------------------------------------------- statistics
 
 
@@ -383,8 +428,9 @@ def ablation_markdown(data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         lines.append("| " + " | ".join(cells + [f"{sum(seconds) / len(seconds):.0f}"]) + " |")
     total = sum(run["train_seconds"] for run in data["runs"])
     lines += ["", _BETTER, "", f"Training time: {total:.0f} s over {len(data['runs'])} runs (the training loops' own "
-              "clocks; data set-up and the final evaluations add to the wall time).", "",
-              f"## Paired differences against `{baseline}`", ""]
+              "clocks; data set-up and the final evaluations add to the wall time).", ""]
+    lines += convergence_markdown(convergence(rows))
+    lines += [f"## Paired differences against `{baseline}`", ""]
     comparisons = data["comparisons"]
     if comparisons:
         lines += ["| a | metric | mean diff (a - b) | 95% interval | p (paired t) | outside the interval |",

@@ -76,6 +76,8 @@ def test_tiny_study_writes_the_markdown_and_the_figures(study):
     page = (out / "ablation.md").read_text()
     assert "| baseline | 2 | 0.5/0.5/0 |" in page and "| grad_a | 2 | 0.4/0.4/0.2 |" in page
     assert " ± " in page and "## Paired differences against `baseline`" in page and "## Reading" in page
+    # The validation curve at 60/80/100% of the 4 steps (validated at steps 2 and 4; 2 is nearest 60%).
+    assert "| config | n | step 2 | step 2 | step 4 | last change |" in page
     for name in ("loss_curves.png", "metrics.png", "scene_baseline.png", "scene_grad_a.png"):
         png = (out / name).read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 10_000, name
@@ -206,7 +208,10 @@ def test_the_study_script_names_shipped_configs_and_is_valid_bash():
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "loss_study.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
-    named = {name for line in re.findall(r"--configs ([\w ]+?) (?:--|\\)", script.read_text())
-             for name in line.split()}
+    text = script.read_text()
+    # The sweeps' config lists (WEIGHTS=(...)) and the lanes' own (sweep DIR name name ...).
+    groups = re.findall(r"^[A-Z]+=\(([\w ]+)\)$", text, re.M)
+    groups += re.findall(r"(?:^\s*\(?|&& )sweep \w+ ((?:[a-z_0-9]+ ?)+)", text, re.M)
+    named = {name for group in groups for name in group.split()}
     assert {"baseline", "grad_a", "grad_a_norm", "baseline_norm", "rezero", "gelu"} <= named
     assert named <= set(shipped_config_names())
