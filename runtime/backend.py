@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import importlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -85,6 +85,18 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+def in_model_batches(batch: np.ndarray, model_batch: Optional[int], run_one: Callable[[np.ndarray], np.ndarray],
+                     model: str, fix: str) -> np.ndarray:
+    """``run_one`` over ``batch`` one model batch at a time: a model with a fixed batch of
+    ``model_batch`` (None: dynamic, the whole batch at once) still serves any multiple of it.
+    BackendError naming ``model`` and how to ``fix`` it for a batch that is no multiple."""
+    step = model_batch or batch.shape[0]
+    if batch.shape[0] % step:
+        raise BackendError(f"{model} has a fixed batch of {step}; got {batch.shape[0]} images. {fix}")
+    parts = [run_one(batch[start : start + step]) for start in range(0, batch.shape[0], step)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
 def check_batch(batch: np.ndarray, spec: ModelSpec) -> None:

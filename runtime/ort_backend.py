@@ -9,7 +9,7 @@ import numpy as np
 
 from edgedepth.errors import BackendError
 from edgedepth.onnxrt import ProviderEntry, import_onnxruntime, open_session
-from edgedepth.runtime.backend import Backend
+from edgedepth.runtime.backend import Backend, in_model_batches
 from edgedepth.spec import ModelSpec
 
 #: Preference order; the first available one runs each node it supports.
@@ -106,15 +106,7 @@ class OnnxRuntimeBackend(Backend):
         return self.spec.input_name, batch_dim if isinstance(batch_dim, int) else None, dtype
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        step = self._batch_dim or batch.shape[0]
-        if batch.shape[0] % step:
-            raise BackendError(
-                f"{self.model_path} has a fixed batch of {step}; got {batch.shape[0]} images. "
-                "Export with a dynamic batch"
-            )
-        # A fixed-batch model still serves bigger batches, one model batch at a time.
-        parts = [self._run_one(batch[start : start + step]) for start in range(0, batch.shape[0], step)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        return in_model_batches(batch, self._batch_dim, self._run_one, self.model_path, "Export with a dynamic batch")
 
     def _run_one(self, batch: np.ndarray) -> np.ndarray:
         feed = batch.astype(self._input_dtype, copy=False)

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from edgedepth.errors import BackendError, DeviceError
-from edgedepth.runtime.backend import Backend
+from edgedepth.runtime.backend import Backend, in_model_batches
 from edgedepth.trt.imports import import_tensorrt
 from edgedepth.trt.logger import make_logger
 from edgedepth.trt.memory import CudaMemory, open_cuda_memory
@@ -156,15 +156,9 @@ class TensorRTBackend(Backend):
         return self._buffers
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        step = self._input.shape[0] if self._input.shape[0] > 0 else batch.shape[0]
-        if batch.shape[0] % step:
-            raise BackendError(
-                f"engine {self.model_path} has a fixed batch of {step}; got {batch.shape[0]} images. "
-                "Build it from an ONNX file with a dynamic batch"
-            )
-        # A fixed-batch engine still serves bigger batches, one engine batch at a time.
-        parts = [self._run_one(batch[start : start + step]) for start in range(0, batch.shape[0], step)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        engine_batch = self._input.shape[0] if self._input.shape[0] > 0 else None  # -1: a dynamic batch
+        return in_model_batches(batch, engine_batch, self._run_one, f"engine {self.model_path}",
+                                "Build it from an ONNX file with a dynamic batch")
 
     def _run_one(self, batch: np.ndarray) -> np.ndarray:
         with self._memory.activate():  # current in this thread for TensorRT's enqueue too

@@ -20,6 +20,7 @@ from edgedepth.runtime.backend import (
     BACKEND_OPTIONS,
     Backend,
     accepted_types,
+    in_model_batches,
     open_backend,
     resolve_backend,
 )
@@ -142,6 +143,22 @@ def test_onnxruntime_fixed_batch_model_serves_bigger_batches(tiny_model):
     batch = _batch(tiny_model.spec, 3, seed=6)
     with open_backend(str(tiny_model.path)) as backend:
         np.testing.assert_allclose(backend.infer(batch), tiny_model.reference(batch), rtol=1e-5, atol=1e-5)
+
+
+def test_a_fixed_batch_model_runs_model_batches_and_refuses_a_batch_that_is_no_multiple():
+    # The split both the ONNX Runtime and the TensorRT backend use (TensorRT cannot run here).
+    seen = []
+
+    def run_one(part: np.ndarray) -> np.ndarray:
+        seen.append(part[:, 0, 0, 0].tolist())
+        return part[:, :1]
+
+    batch = np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1).repeat(3, axis=1)
+    out = in_model_batches(batch, 2, run_one, "engine m.engine", "Build it with a dynamic batch")
+    assert seen == [[0.0, 1.0], [2.0, 3.0]] and np.array_equal(out, batch[:, :1])
+    assert in_model_batches(batch, None, run_one, "m.onnx", "").shape == (4, 1, 1, 1) and seen[-1] == [0, 1, 2, 3]
+    with pytest.raises(BackendError, match=r"engine m.engine has a fixed batch of 2; got 3 images\. Build it"):
+        in_model_batches(batch[:3], 2, run_one, "engine m.engine", "Build it with a dynamic batch")
 
 
 def test_onnxruntime_static_model_refuses_other_sizes(tiny_model):
