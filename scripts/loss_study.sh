@@ -8,14 +8,16 @@
 #      names: the same seed trains the same model, so they are not run twice);
 #   2. the gradient term carrying its configured share: baseline_norm vs grad_a/b/c_norm
 #      (gradient of the SSI-aligned prediction, every term normalised by its running mean);
-#   3. the architecture: baseline vs rezero, gelu, rezero_gelu.
+#   3. the architecture: baseline vs rezero (ReZero on/off) and gelu (ELU/GELU).
 #
 # Usage: PATH=.venv/bin:$PATH bash scripts/loss_study.sh OUT [key=value...]  (overrides go to every run)
-# Budget: STEPS (default 1500) and SEEDS (default "0 1 2"): 39 runs.
+# Budget: STEPS (default 1500) and SEEDS (default "0 1 2"): 36 runs. The sweeps' configs are
+# WEIGHTS, NORMALISED (its first is its baseline) and ARCHITECTURE (first: baseline, reused from
+# sweep 1), e.g. ARCHITECTURE="baseline rezero gelu rezero_gelu" for the 2x2.
 # JOBS=2 trains two runs at a time, each on one thread (OMP_NUM_THREADS=1): on a 2-core CPU that is
 # about 1.3x the throughput of one run on two threads (a 96x128 step does not keep two threads busy).
-# Lane 1 runs sweep 1 and then rezero/gelu, lane 2 sweep 2 and then rezero_gelu, so no run folder is
-# ever trained by both; the summaries and figures are written again once both lanes are done.
+# Lane 1 runs sweep 1 and then every other architecture config, lane 2 sweep 2 and then the rest, so
+# no run folder is ever trained by both; the summaries and figures are written once both are done.
 #
 # Pilot behind the default (2026-12-06, this 2-core AMD EPYC, bf16 autocast, nice 10; the same
 # settings with eval.max_samples=100): about 0.21-0.25 s per step when the machine is otherwise
@@ -42,9 +44,12 @@ COMMON=(
   eval.max_samples=200 "$@"
 )
 
-WEIGHTS=(baseline grad_a grad_b grad_c ssi_only silog_only)
-NORMALISED=(baseline_norm grad_a_norm grad_b_norm grad_c_norm)
-ARCHITECTURE=(baseline rezero gelu rezero_gelu)
+# shellcheck disable=SC2206
+WEIGHTS=(${WEIGHTS:-baseline grad_a grad_b grad_c ssi_only silog_only})
+# shellcheck disable=SC2206
+NORMALISED=(${NORMALISED:-baseline_norm grad_a_norm grad_b_norm grad_c_norm})
+# shellcheck disable=SC2206
+ARCHITECTURE=(${ARCHITECTURE:-baseline rezero gelu})
 
 sweep() {  # sweep DIR [--baseline NAME] CONFIG...: one depth-ablate over every seed
   local dir=$1; shift
@@ -61,15 +66,22 @@ mkdir -p "$OUT/architecture"
 if [ "${JOBS:-1}" = 2 ]; then
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
   # Each lane's summaries are written again below with every run present; --no-plots until then.
-  (sweep weights "${WEIGHTS[@]}" --no-plots && sweep architecture baseline rezero gelu --no-plots) &
+  # The architecture configs but the baseline (trained in sweep 1), dealt out to the two lanes.
+  lane1_arch=() lane2_arch=()
+  for i in "${!ARCHITECTURE[@]}"; do
+    if [ "$i" -eq 0 ]; then continue; fi
+    if [ $((i % 2)) -eq 1 ]; then lane1_arch+=("${ARCHITECTURE[$i]}"); else lane2_arch+=("${ARCHITECTURE[$i]}"); fi
+  done
+  (sweep weights "${WEIGHTS[@]}" --no-plots \
+    && { [ ${#lane1_arch[@]} -eq 0 ] || sweep architecture "${lane1_arch[@]}" --no-plots; }) &
   lane1=$!
-  (sweep normalised --baseline baseline_norm "${NORMALISED[@]}" --no-plots \
-    && sweep architecture rezero_gelu --no-plots) &
+  (sweep normalised --baseline "${NORMALISED[0]}" "${NORMALISED[@]}" --no-plots \
+    && { [ ${#lane2_arch[@]} -eq 0 ] || sweep architecture "${lane2_arch[@]}" --no-plots; }) &
   lane2=$!
   wait "$lane1"
   wait "$lane2"
 fi
 # Serial, or after the lanes: every finished run is skipped, so this writes the reports and figures.
 sweep weights "${WEIGHTS[@]}"
-sweep normalised --baseline baseline_norm "${NORMALISED[@]}"
+sweep normalised --baseline "${NORMALISED[0]}" "${NORMALISED[@]}"
 sweep architecture "${ARCHITECTURE[@]}"

@@ -209,9 +209,8 @@ def test_the_study_script_names_shipped_configs_and_is_valid_bash():
     script = Path(__file__).resolve().parents[2] / "scripts" / "loss_study.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
-    # The sweeps' config lists (WEIGHTS=(...)) and the lanes' own (sweep DIR name name ...).
-    groups = re.findall(r"^[A-Z]+=\(([\w ]+)\)$", text, re.M)
-    groups += re.findall(r"(?:^\s*\(?|&& )sweep \w+ ((?:[a-z_0-9]+ ?)+)", text, re.M)
+    # The sweeps' default config lists: WEIGHTS=(${WEIGHTS:-baseline grad_a ...}).
+    groups = re.findall(r"^[A-Z]+=\(\$\{[A-Z]+:-([\w ]+)\}\)$", text, re.M)
     named = {name for group in groups for name in group.split()}
     assert {"baseline", "grad_a", "grad_a_norm", "baseline_norm", "rezero", "gelu"} <= named
     assert named <= set(shipped_config_names())
