@@ -25,8 +25,9 @@
 # abs_rel / d1 / boundary F1 after 300 steps 0.250 / 0.632 / 0.100, 750 steps 0.203 / 0.682 / 0.087
 # (179 s wall), 1500 steps 0.191 / 0.706 / 0.144 (322 s wall): 750 -> 1500 still buys 0.011
 # abs_rel and lifts boundary F1 by 0.06 (3 sd), so edges are learned late and 750 steps is too short to
-# judge an edge loss. Within a run the validation curve flattens over the last ~30% (the cosine
-# schedule). 39 runs x ~330 s = about 3.6 h on an idle machine. Seed spread at 300 steps (3 seeds,
+# judge an edge loss. In the study the validation abs_rel still fell 2-4% over the last fifth of every
+# run, as the cosine schedule anneals (the convergence table of each ablation.md). 36 runs x ~330 s = about 3.3 h on an idle machine, about 2.9 h with JOBS=2
+# (measured: results/loss_study_96x128/README.md). Seed spread at 300 steps (3 seeds,
 # baseline): d1 sd 0.014, abs_rel sd 0.003, boundary F1 sd 0.018; the paired d1 difference had sd
 # ~0.01, so 3 seeds resolve d1 differences above ~0.025 and 10 seeds above ~0.007: a 1% effect
 # needs ~10 seeds (SEEDS="0 1 2 3 4 5 6 7 8 9" for the configs that matter).
