@@ -187,7 +187,11 @@ def _trainer_shares(trained: Mapping[str, Any]) -> Optional[Dict[str, float]]:
     return {term: round(plain.get(term, 0.0), 6) for term in LOSS_TERMS}
 
 
-def read_scalars(run_dir: Path) -> Dict[str, Tuple[List[int], List[float]]]:
+#: A run's TensorBoard scalars: tag -> (steps, values).
+RunScalars = Dict[str, Tuple[List[int], List[float]]]
+
+
+def read_scalars(run_dir: Path) -> RunScalars:
     """Every scalar of a run's TensorBoard events: tag -> (steps, values), by step.
 
     TensorBoard's own reader; it drops the events a resumed run superseded (purge)."""
@@ -229,13 +233,14 @@ def shares_from_events(run_dir: Path) -> Dict[str, float]:
     return shares
 
 
-def convergence(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+def convergence(rows: Sequence[Mapping[str, Any]], scalars: Mapping[str, RunScalars]) -> List[Dict[str, Any]]:
     """Per config, :data:`CONVERGENCE_TAG` (mean over seeds) at the logged steps nearest
     :data:`CONVERGENCE_AT` of the last step every seed logged, and its relative change over the
-    last of those intervals; configs without the curve are left out."""
+    last of those intervals; configs without the curve are left out. ``scalars``: each row's
+    run_dir -> :func:`read_scalars`."""
     curves: Dict[str, List[Dict[int, float]]] = {}
     for row in rows:
-        steps_values = read_scalars(Path(row["run_dir"])).get(CONVERGENCE_TAG)
+        steps_values = scalars[row["run_dir"]].get(CONVERGENCE_TAG)
         if steps_values:
             curves.setdefault(row["config"], []).append(dict(zip(*steps_values)))
     out = []
@@ -402,7 +407,7 @@ def outside_interval(comparison: Mapping[str, Any]) -> bool:
 
 
 def ablation_markdown(data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], command: str,
-                      baseline: str, figures: Sequence[str]) -> str:
+                      baseline: str, figures: Sequence[str], scalars: Mapping[str, RunScalars]) -> str:
     """``ablation.md``: mean ± std per config, the paired differences, the reading, the figures."""
     seeds = sorted({run["seed"] for run in data["runs"]})
     loss_of = {row["config"]: row["loss"] for row in rows}
@@ -429,7 +434,7 @@ def ablation_markdown(data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     total = sum(run["train_seconds"] for run in data["runs"])
     lines += ["", _BETTER, "", f"Training time: {total:.0f} s over {len(data['runs'])} runs (the training loops' own "
               "clocks; data set-up and the final evaluations add to the wall time).", ""]
-    lines += convergence_markdown(convergence(rows))
+    lines += convergence_markdown(convergence(rows, scalars))
     lines += [f"## Paired differences against `{baseline}`", ""]
     comparisons = data["comparisons"]
     if comparisons:
@@ -524,10 +529,10 @@ def _ablate(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
     for run in runs:  # every config loads (names, keys, values) before the first hour of training
         finished_result(run, run_config(run, args.overrides))
     rows: List[Dict[str, Any]] = []
-    for run in runs:
+    for position, run in enumerate(runs, start=1):
         rows.append(run_experiment(run, args.overrides))
-        # Rewritten after each run so a long sweep that is stopped keeps what it finished.
-        write_reports(out_dir, rows, labels, baseline, command, plots=False)
+        if position < len(runs):  # so a long sweep that is stopped keeps what it finished; the last: below
+            write_reports(out_dir, rows, labels, baseline, command, plots=False)
     figures = write_reports(out_dir, rows, labels, baseline, command, plots=not args.no_plots)
     print(markdown_table(rows, command))
     print(json.dumps({"ablation": str(out_dir / "ablation.md"), "figures": figures}))
@@ -541,10 +546,11 @@ def write_reports(out_dir: Path, rows: List[Dict[str, Any]], labels: Sequence[st
     write_text_atomic(out_dir / "results.md", markdown_table(rows, command))
     data = ablation_json(rows, labels, baseline)
     write_json_atomic(out_dir / "ablation.json", data)
+    scalars = {row["run_dir"]: read_scalars(Path(row["run_dir"])) for row in rows}  # read once, for both
     figures: List[str] = []
     if plots:
         from edgedepth.training.ablate_plots import write_figures
 
-        figures = write_figures(out_dir, data, rows)
-    write_text_atomic(out_dir / "ablation.md", ablation_markdown(data, rows, command, baseline, figures))
+        figures = write_figures(out_dir, data, rows, scalars)
+    write_text_atomic(out_dir / "ablation.md", ablation_markdown(data, rows, command, baseline, figures, scalars))
     return figures

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from edgedepth.io import atomic_path
-from edgedepth.training.ablate import COMPARED_METRICS, config_label, read_scalars, share_tag
+from edgedepth.training.ablate import COMPARED_METRICS, RunScalars, config_label, share_tag
 
 #: Panels of the curve figure: (title, tag or share term). ``share:`` panels read the share tag.
 CURVE_PANELS = (
@@ -24,17 +24,20 @@ CURVES_PNG = "loss_curves.png"
 METRICS_PNG = "metrics.png"
 
 
-def write_figures(out_dir: Path, data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> List[str]:
-    """Write every figure into ``out_dir``; returns their file names (relative to it)."""
+def write_figures(out_dir: Path, data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                  scalars: Mapping[str, RunScalars]) -> List[str]:
+    """Write every figure into ``out_dir``; returns their file names (relative to it).
+    ``scalars``: each row's run_dir -> its TensorBoard scalars (ablate.read_scalars)."""
     from matplotlib.figure import Figure  # noqa: F401  (fails here, early, when matplotlib is missing)
 
-    runs_by_config: Dict[str, List[Path]] = {}
+    runs_by_config: Dict[str, List[str]] = {}
     for row in sorted(rows, key=lambda r: (r["config"], r["seed"])):
-        runs_by_config.setdefault(row["config"], []).append(Path(row["run_dir"]))
-    names = [_save(loss_curves(runs_by_config), out_dir / CURVES_PNG)]
+        runs_by_config.setdefault(row["config"], []).append(row["run_dir"])
+    curves = {config: [scalars[run_dir] for run_dir in run_dirs] for config, run_dirs in runs_by_config.items()}
+    names = [_save(loss_curves(curves), out_dir / CURVES_PNG)]
     names.append(_save(metric_chart(data["summary"]), out_dir / METRICS_PNG))
     for config, run_dirs in runs_by_config.items():
-        figure = scene_figure(config, run_dirs[0])
+        figure = scene_figure(config, Path(run_dirs[0]))
         if figure is not None:
             names.append(_save(figure, out_dir / f"scene_{config}.png"))
     return names
@@ -63,16 +66,16 @@ def _curve(runs: Sequence[Mapping[str, Tuple[List[int], List[float]]]], key: str
     return np.array(steps), np.array([[s[step] for step in steps] for s in series])
 
 
-def loss_curves(runs_by_config: Mapping[str, Sequence[Path]]) -> Any:
-    """One panel per term and share, plus the validation curve: mean over seeds, min-max shaded."""
+def loss_curves(scalars: Mapping[str, Sequence[RunScalars]]) -> Any:
+    """One panel per term and share, plus the validation curve: mean over seeds, min-max shaded.
+    ``scalars``: per config, each seed's TensorBoard scalars."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(16, 7), layout="constrained")
     axes = figure.subplots(2, 4).ravel()
-    colours = _colours(len(runs_by_config))
-    scalars = {config: [read_scalars(run_dir) for run_dir in run_dirs] for config, run_dirs in runs_by_config.items()}
+    colours = _colours(len(scalars))
     for axis, (title, key) in zip(axes, CURVE_PANELS):
-        for colour, config in zip(colours, runs_by_config):
+        for colour, config in zip(colours, scalars):
             curve = _curve(scalars[config], key)
             if curve is None:
                 continue
